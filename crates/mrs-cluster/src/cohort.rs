@@ -1,0 +1,667 @@
+//! `mrs_cohort(...)`: groups Minority Reports into Minority Events with stable ids and lineage.
+//!
+//! Contract:
+//!
+//! | item | value |
+//! |---|---|
+//! | inputs | `report_id, cluster_id` (strings), `window_start, window_last` (timestamps), `cause` (string), `confidence` (number), `store_id, retailer_id` (strings), `top_skus` (list of strings), `previous_group_id` (string, NULL for a new report) |
+//! | minimum samples | none: a lone report is a one-report event |
+//! | NULL `report_id` | row ignored; duplicates keep the row with the latest `window_last`, then the highest confidence |
+//! | NULL / NaN elsewhere | no evidence: a NULL cause is compatible with any cause, NULL/NaN confidence counts 0, a missing window links to nothing |
+//! | empty input | empty list |
+//! | output order | by `report_id`, whatever the input order or partitioning |
+//! | complexity | O(n^2) pairs with a cheap time test first, near-linear union-find |
+//!
+//! Linking. Two reports are linked when their windows overlap once widened by 3 hours on both
+//! sides and there is evidence that they belong to one event; events are the connected
+//! components of the links (so the result does not depend on the order of the rows). Evidence
+//! items: same `cluster_id` (which carries geo, category and SKU proximity: nearby same-category
+//! stockouts, viral SKUs), at least one shared top SKU, the same retailer while both causes are
+//! `Data Error` (one feed), the same store. Same-cause preference: one evidence item links two
+//! reports only if their causes agree (or one is NULL); two or more items link them whatever
+//! their causes.
+//!
+//! Identity and lineage. The founding report of a group is its earliest `(window_start,
+//! report_id)` and `report_group_id = mrs_event_id(founding_report_id)`, unless the group
+//! continues earlier events: the previous ids of its members whose founding report
+//! (`mrs_event_id(r) = previous id`) is a member compete, and the one with the earliest
+//! founding report wins (a merge keeps the oldest event's id; a split keeps the old id for the
+//! part that holds the old founding report). A previous id whose founding report is absent from
+//! the input (retracted) is kept by the group whose earliest member carries it. Then
+//! `founding_report_id` is that event's founding report (or the earliest member carrying the
+//! id), and `merged_from` lists, sorted, every other previous id of the members: merged events,
+//! or the event a split-off part came from.
+//!
+//! `group_confidence`: the modal cause is the cause with the largest summed confidence (ties by
+//! name); `agreement` = summed confidence of members with the modal cause / summed confidence
+//! of all members (1 when all are 0); `group_confidence = agreement x mean confidence of the
+//! modal members`, in [0, 1]. A one-report group has its own confidence.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
+
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, Int64Array, ListArray, StringArray, StructArray,
+};
+use datafusion::arrow::buffer::OffsetBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::common::{Result, ScalarValue};
+use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
+use datafusion::logical_expr::{
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+};
+use datafusion_macros::user_doc;
+use mrs_core::identity::event_id;
+
+use crate::common::{
+    ArgKind, RowStash, UnionFind, check_args, floats, micros, one_row_list, overlaps, shared_count,
+    string_lists, strings,
+};
+
+const ARGS: [(&str, ArgKind); 10] = [
+    ("report_id", ArgKind::Text),
+    ("cluster_id", ArgKind::Text),
+    ("window_start", ArgKind::Time),
+    ("window_last", ArgKind::Time),
+    ("cause", ArgKind::Text),
+    ("confidence", ArgKind::Number),
+    ("store_id", ArgKind::Text),
+    ("retailer_id", ArgKind::Text),
+    ("top_skus", ArgKind::TextList),
+    ("previous_group_id", ArgKind::Text),
+];
+
+/// Widening of each window, on both sides, before testing concurrency.
+const TIME_PAD_MICROS: i64 = 3 * 3_600_000_000;
+const DATA_ERROR: &str = "Data Error";
+
+/// One input report.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CohortInput {
+    pub report_id: String,
+    pub cluster_id: Option<String>,
+    pub window_start: Option<i64>,
+    pub window_last: Option<i64>,
+    pub cause: Option<String>,
+    pub confidence: Option<f64>,
+    pub store_id: Option<String>,
+    pub retailer_id: Option<String>,
+    /// Sorted and de-duplicated.
+    pub top_skus: Vec<String>,
+    pub previous_group_id: Option<String>,
+}
+
+/// One output element.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CohortRow {
+    pub report_id: String,
+    pub report_group_id: String,
+    pub group_size: i64,
+    pub group_confidence: f64,
+    pub founding_report_id: String,
+    pub merged_from: Vec<String>,
+}
+
+fn eq_opt(a: Option<&String>, b: Option<&String>) -> bool {
+    matches!((a, b), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
+}
+
+/// Whether two reports belong to one event (module header).
+pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
+    if !overlaps(
+        (a.window_start, a.window_last),
+        (b.window_start, b.window_last),
+        TIME_PAD_MICROS,
+    ) {
+        return false;
+    }
+    let both_data_error =
+        a.cause.as_deref() == Some(DATA_ERROR) && b.cause.as_deref() == Some(DATA_ERROR);
+    let evidence = [
+        eq_opt(a.cluster_id.as_ref(), b.cluster_id.as_ref()),
+        shared_count(&a.top_skus, &b.top_skus) > 0,
+        both_data_error && eq_opt(a.retailer_id.as_ref(), b.retailer_id.as_ref()),
+        eq_opt(a.store_id.as_ref(), b.store_id.as_ref()),
+    ]
+    .iter()
+    .filter(|e| **e)
+    .count();
+    let same_cause = match (&a.cause, &b.cause) {
+        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
+        _ => true,
+    };
+    evidence >= 2 || (evidence == 1 && same_cause)
+}
+
+/// Confidence of a group (module header).
+pub fn group_confidence(members: &[&CohortInput]) -> f64 {
+    let conf = |m: &CohortInput| m.confidence.unwrap_or(0.0).clamp(0.0, 1.0);
+    let mut by_cause: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
+    for m in members {
+        let e = by_cause
+            .entry(m.cause.as_deref().unwrap_or(""))
+            .or_default();
+        e.0 += conf(m);
+        e.1 += 1;
+    }
+    // Largest summed confidence, ties by name (BTreeMap order, first wins).
+    let Some((_, (modal_sum, modal_n))) =
+        by_cause
+            .iter()
+            .fold(None::<(&str, (f64, usize))>, |best, (c, v)| match best {
+                Some((_, b)) if b.0 >= v.0 => best,
+                _ => Some((c, *v)),
+            })
+    else {
+        return 0.0;
+    };
+    let total: f64 = members.iter().map(|m| conf(m)).sum();
+    let agreement = if total > 0.0 { modal_sum / total } else { 1.0 };
+    (agreement * modal_sum / modal_n as f64).clamp(0.0, 1.0)
+}
+
+fn key(r: &CohortInput) -> (bool, i64, &str) {
+    (
+        r.window_start.is_none(),
+        r.window_start.unwrap_or(i64::MAX),
+        r.report_id.as_str(),
+    )
+}
+
+/// Groups the reports; one row per distinct report id, ordered by report id.
+pub fn cohort_reports(mut reports: Vec<CohortInput>) -> Vec<CohortRow> {
+    reports.sort_by(|a, b| {
+        a.report_id
+            .cmp(&b.report_id)
+            .then(a.window_last.cmp(&b.window_last))
+            .then(
+                a.confidence
+                    .unwrap_or(f64::NEG_INFINITY)
+                    .total_cmp(&b.confidence.unwrap_or(f64::NEG_INFINITY)),
+            )
+            .then(a.window_start.cmp(&b.window_start))
+            .then(a.cause.cmp(&b.cause))
+            .then(a.previous_group_id.cmp(&b.previous_group_id))
+    });
+    let mut dedup: Vec<CohortInput> = Vec::with_capacity(reports.len());
+    for r in reports {
+        if dedup.last().is_some_and(|l| l.report_id == r.report_id) {
+            dedup.pop();
+        }
+        dedup.push(r);
+    }
+    let reports = dedup;
+    let n = reports.len();
+
+    let mut uf = UnionFind::new(n);
+    for i in 0..n {
+        for j in (i + 1)..n {
+            if linked(&reports[i], &reports[j]) {
+                uf.union(i, j);
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..n {
+        groups.entry(uf.find(i)).or_default().push(i);
+    }
+    let groups: Vec<Vec<usize>> = groups.into_values().collect();
+
+    // Which report founded each previous id (the report whose event id it is).
+    let founder_of: HashMap<String, usize> = (0..n)
+        .map(|i| (event_id(&reports[i].report_id), i))
+        .collect();
+
+    // Phase 1: groups holding the founding report of one of their previous ids.
+    let mut chosen: Vec<Option<(String, usize)>> = vec![None; groups.len()];
+    let mut claimed: BTreeSet<String> = BTreeSet::new();
+    for (g, members) in groups.iter().enumerate() {
+        let mut best: Option<(String, usize)> = None;
+        for &m in members {
+            let Some(prev) = &reports[m].previous_group_id else {
+                continue;
+            };
+            let Some(&f) = founder_of.get(prev) else {
+                continue;
+            };
+            if uf.find(f) != uf.find(m) {
+                continue;
+            }
+            if best
+                .as_ref()
+                .is_none_or(|(_, bf)| key(&reports[f]) < key(&reports[*bf]))
+            {
+                best = Some((prev.clone(), f));
+            }
+        }
+        if let Some((id, f)) = best {
+            claimed.insert(id.clone());
+            chosen[g] = Some((id, f));
+        }
+    }
+    // Phase 2: previous ids whose founder left the input, given to the group whose earliest
+    // member carries them; groups visited by their earliest member.
+    let earliest = |members: &[usize]| -> usize {
+        members
+            .iter()
+            .copied()
+            .min_by(|a, b| key(&reports[*a]).cmp(&key(&reports[*b])))
+            .unwrap_or(0)
+    };
+    let mut order: Vec<usize> = (0..groups.len()).filter(|g| chosen[*g].is_none()).collect();
+    order.sort_by(|a, b| {
+        key(&reports[earliest(&groups[*a])]).cmp(&key(&reports[earliest(&groups[*b])]))
+    });
+    for g in order {
+        let mut carriers: Vec<usize> = groups[g]
+            .iter()
+            .copied()
+            .filter(|&m| {
+                reports[m]
+                    .previous_group_id
+                    .as_ref()
+                    .is_some_and(|p| !claimed.contains(p) && !founder_of.contains_key(p))
+            })
+            .collect();
+        carriers.sort_by(|a, b| key(&reports[*a]).cmp(&key(&reports[*b])));
+        if let Some(&m) = carriers.first() {
+            let id = reports[m].previous_group_id.clone().unwrap_or_default();
+            claimed.insert(id.clone());
+            chosen[g] = Some((id, m));
+        } else {
+            let f = earliest(&groups[g]);
+            chosen[g] = Some((event_id(&reports[f].report_id), f));
+        }
+    }
+
+    let mut out: Vec<Option<CohortRow>> = vec![None; n];
+    for (g, members) in groups.iter().enumerate() {
+        let (id, founder) = chosen[g].clone().unwrap_or_default();
+        let refs: Vec<&CohortInput> = members.iter().map(|&m| &reports[m]).collect();
+        let conf = group_confidence(&refs);
+        let merged: Vec<String> = members
+            .iter()
+            .filter_map(|&m| reports[m].previous_group_id.clone())
+            .filter(|p| *p != id)
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for &m in members {
+            out[m] = Some(CohortRow {
+                report_id: reports[m].report_id.clone(),
+                report_group_id: id.clone(),
+                group_size: members.len() as i64,
+                group_confidence: conf,
+                founding_report_id: reports[founder].report_id.clone(),
+                merged_from: merged.clone(),
+            });
+        }
+    }
+    out.into_iter().flatten().collect()
+}
+
+fn output_fields() -> Fields {
+    Fields::from(vec![
+        Field::new("report_id", DataType::Utf8, false),
+        Field::new("report_group_id", DataType::Utf8, false),
+        Field::new("group_size", DataType::Int64, false),
+        Field::new("group_confidence", DataType::Float64, false),
+        Field::new("founding_report_id", DataType::Utf8, false),
+        Field::new(
+            "merged_from",
+            DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true))),
+            false,
+        ),
+    ])
+}
+
+fn item_type() -> DataType {
+    DataType::Struct(output_fields())
+}
+
+fn rows_to_struct(rows: &[CohortRow]) -> Result<StructArray> {
+    // Collected first: `from_iter_values` needs an exact size hint, which `flat_map` lacks.
+    let merged_values: Vec<&str> = rows
+        .iter()
+        .flat_map(|r| r.merged_from.iter().map(String::as_str))
+        .collect();
+    let merged_values = StringArray::from_iter_values(merged_values);
+    let merged = ListArray::try_new(
+        Arc::new(Field::new_list_field(DataType::Utf8, true)),
+        OffsetBuffer::from_lengths(rows.iter().map(|r| r.merged_from.len())),
+        Arc::new(merged_values),
+        None,
+    )?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.report_id),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.report_group_id),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            rows.iter().map(|r| r.group_size),
+        )),
+        Arc::new(Float64Array::from_iter_values(
+            rows.iter().map(|r| r.group_confidence),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| &r.founding_report_id),
+        )),
+        Arc::new(merged),
+    ];
+    Ok(StructArray::try_new(output_fields(), columns, None)?)
+}
+
+fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
+    let ids = strings(&cols[0])?;
+    let clusters = strings(&cols[1])?;
+    let starts = micros(&cols[2])?;
+    let lasts = micros(&cols[3])?;
+    let causes = strings(&cols[4])?;
+    let confs = floats(&cols[5])?;
+    let stores = strings(&cols[6])?;
+    let retailers = strings(&cols[7])?;
+    let skus = string_lists(&cols[8])?;
+    let previous = strings(&cols[9])?;
+    let mut out = Vec::with_capacity(ids.len());
+    for (i, id) in ids.into_iter().enumerate() {
+        let Some(report_id) = id else { continue };
+        out.push(CohortInput {
+            report_id,
+            cluster_id: clusters[i].clone(),
+            window_start: starts[i],
+            window_last: lasts[i],
+            cause: causes[i].clone(),
+            confidence: confs[i],
+            store_id: stores[i].clone(),
+            retailer_id: retailers[i].clone(),
+            top_skus: skus[i].clone(),
+            previous_group_id: previous[i].clone(),
+        });
+    }
+    Ok(out)
+}
+
+#[user_doc(
+    doc_section(label = "MRS Clustering Functions"),
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked by evidence (same cluster, shared top SKU, same retailer feed for Data Errors, same store; one item suffices only for the same cause). Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
+    sql_example = r#"```sql
+> SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
+         confidence, store_id, retailer_id, top_skus, previous_group_id)) AS g
+  FROM attributed_reports;
+```"#,
+    argument(
+        name = "report_id",
+        description = "Report id; rows with NULL are ignored."
+    ),
+    argument(name = "cluster_id", description = "Cluster from mrs_cluster."),
+    argument(name = "window_start", description = "First anomalous bucket."),
+    argument(name = "window_last", description = "Last anomalous bucket."),
+    argument(name = "cause", description = "Proposed cause (DESIGN §5 spelling)."),
+    argument(
+        name = "confidence",
+        description = "Confidence of the cause in [0, 1]."
+    ),
+    argument(name = "store_id", description = "Store of the report."),
+    argument(name = "retailer_id", description = "Retailer of the store."),
+    argument(
+        name = "top_skus",
+        description = "List of the SKUs driving the report."
+    ),
+    argument(
+        name = "previous_group_id",
+        description = "The report's event id in the previous run, NULL if new."
+    )
+)]
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct CohortFunc {
+    signature: Signature,
+}
+
+impl Default for CohortFunc {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CohortFunc {
+    pub fn new() -> Self {
+        Self {
+            signature: Signature::any(ARGS.len(), Volatility::Immutable),
+        }
+    }
+}
+
+impl AggregateUDFImpl for CohortFunc {
+    fn name(&self) -> &str {
+        "mrs_cohort"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
+        check_args(self.name(), &ARGS, arg_types)?;
+        Ok(DataType::List(Arc::new(Field::new_list_field(
+            item_type(),
+            true,
+        ))))
+    }
+
+    fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
+        Ok(RowStash::state_fields(&args))
+    }
+
+    fn accumulator(&self, acc_args: AccumulatorArgs<'_>) -> Result<Box<dyn Accumulator>> {
+        let types = acc_args
+            .expr_fields
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        Ok(Box::new(CohortAccumulator {
+            stash: RowStash::new(types),
+        }))
+    }
+
+    fn documentation(&self) -> Option<&Documentation> {
+        self.doc()
+    }
+}
+
+#[derive(Debug)]
+struct CohortAccumulator {
+    stash: RowStash,
+}
+
+impl Accumulator for CohortAccumulator {
+    fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
+        self.stash.update(values);
+        Ok(())
+    }
+
+    fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {
+        self.stash.merge(states)
+    }
+
+    fn state(&mut self) -> Result<Vec<ScalarValue>> {
+        self.stash.state()
+    }
+
+    fn evaluate(&mut self) -> Result<ScalarValue> {
+        let cols = self.stash.columns()?;
+        let rows = cohort_reports(inputs_from_columns(&cols)?);
+        let values = Arc::new(rows_to_struct(&rows)?) as ArrayRef;
+        Ok(ScalarValue::List(Arc::new(one_row_list(
+            values,
+            &item_type(),
+        ))))
+    }
+
+    fn size(&self) -> usize {
+        self.stash.size()
+    }
+}
+
+/// The `mrs_cohort` aggregate.
+pub fn mrs_cohort_udaf() -> Arc<AggregateUDF> {
+    static UDAF: LazyLock<Arc<AggregateUDF>> =
+        LazyLock::new(|| Arc::new(AggregateUDF::new_from_impl(CohortFunc::new())));
+    Arc::clone(&UDAF)
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::Array;
+
+    use super::*;
+
+    const H: i64 = 3_600_000_000;
+
+    fn input(id: &str, start_h: i64, cause: &str, cluster: &str, skus: &[&str]) -> CohortInput {
+        CohortInput {
+            report_id: id.into(),
+            cluster_id: Some(cluster.into()),
+            window_start: Some(start_h * H),
+            window_last: Some((start_h + 4) * H),
+            cause: Some(cause.into()),
+            confidence: Some(0.8),
+            store_id: Some(format!("S-{id}")),
+            retailer_id: Some("A".into()),
+            top_skus: skus.iter().map(|s| s.to_string()).collect(),
+            previous_group_id: None,
+        }
+    }
+
+    fn find<'a>(rows: &'a [CohortRow], id: &str) -> Option<&'a CohortRow> {
+        rows.iter().find(|r| r.report_id == id)
+    }
+
+    #[test]
+    fn viral_event_and_unrelated_outage() {
+        let v = "Social/Viral Event";
+        let rows = cohort_reports(vec![
+            input("r2", 11, v, "C1", &["SKU1"]),
+            input("r1", 10, v, "C1", &["SKU1"]),
+            input("r3", 12, v, "C2", &["SKU1"]),
+            input("o1", 10, "Operational/Store Issue", "C9", &["SKU5"]),
+        ]);
+        let r1 = find(&rows, "r1").map(|r| r.report_group_id.clone());
+        assert_eq!(r1, Some(event_id("r1")));
+        assert!(
+            rows.iter()
+                .filter(|r| r.report_id.starts_with('r'))
+                .all(|r| r.group_size == 3
+                    && r.founding_report_id == "r1"
+                    && r.report_group_id == event_id("r1"))
+        );
+        assert_eq!(find(&rows, "o1").map(|r| r.group_size), Some(1));
+        assert!(find(&rows, "r1").is_some_and(|r| (r.group_confidence - 0.8).abs() < 1e-12));
+    }
+
+    #[test]
+    fn different_causes_need_two_evidence_items() {
+        let a = input("a", 10, "Social/Viral Event", "C1", &["X"]);
+        let mut b = input("b", 10, "Competitor Stockout", "C2", &["X"]);
+        assert!(!linked(&a, &b));
+        b.cluster_id = Some("C1".into());
+        assert!(linked(&a, &b));
+        b.window_start = Some(30 * H);
+        b.window_last = Some(31 * H);
+        assert!(!linked(&a, &b));
+    }
+
+    #[test]
+    fn data_error_feed_links_same_retailer() {
+        let a = input("a", 10, DATA_ERROR, "C1", &["X"]);
+        let b = input("b", 10, DATA_ERROR, "C2", &["Y"]);
+        assert!(linked(&a, &b));
+    }
+
+    #[test]
+    fn merge_keeps_oldest_id_and_lists_other() {
+        let v = "Social/Viral Event";
+        let mut a = input("a", 10, v, "C1", &["X"]);
+        let mut b = input("b", 12, v, "C1", &["X"]);
+        a.previous_group_id = Some(event_id("a"));
+        b.previous_group_id = Some(event_id("b"));
+        let rows = cohort_reports(vec![b, a]);
+        assert!(rows.iter().all(|r| r.report_group_id == event_id("a")
+            && r.merged_from == vec![event_id("b")]));
+    }
+
+    #[test]
+    fn split_keeps_old_id_for_founder_part() {
+        let v = "Social/Viral Event";
+        let old = event_id("a");
+        let mut a = input("a", 10, v, "C1", &["X"]);
+        let mut b = input("b", 10, v, "C2", &["Y"]);
+        a.previous_group_id = Some(old.clone());
+        b.previous_group_id = Some(old.clone());
+        let rows = cohort_reports(vec![a, b]);
+        let a = find(&rows, "a").map(|r| (r.report_group_id.clone(), r.merged_from.clone()));
+        let b = find(&rows, "b").map(|r| (r.report_group_id.clone(), r.merged_from.clone()));
+        assert_eq!(a, Some((old.clone(), vec![])));
+        assert_eq!(b, Some((event_id("b"), vec![old])));
+    }
+
+    #[test]
+    fn retracted_founder_keeps_id() {
+        let v = "Social/Viral Event";
+        let old = event_id("gone");
+        let mut b = input("b", 10, v, "C1", &["X"]);
+        let mut c = input("c", 11, v, "C1", &["X"]);
+        b.previous_group_id = Some(old.clone());
+        c.previous_group_id = Some(old.clone());
+        let rows = cohort_reports(vec![c, b]);
+        assert!(
+            rows.iter()
+                .all(|r| r.report_group_id == old && r.founding_report_id == "b")
+        );
+    }
+
+    #[test]
+    fn group_confidence_penalises_disagreement() {
+        let a = input("a", 10, DATA_ERROR, "C1", &["X"]);
+        let mut b = input("b", 10, "Social/Viral Event", "C1", &["X"]);
+        b.confidence = Some(0.4);
+        let c = group_confidence(&[&a, &b]);
+        assert!((c - 0.8 * (0.8 / 1.2)).abs() < 1e-12, "{c}");
+        let mut n = input("n", 10, DATA_ERROR, "C1", &[]);
+        n.confidence = None;
+        n.cause = None;
+        assert_eq!(group_confidence(&[&n]), 0.0);
+        assert_eq!(group_confidence(&[]), 0.0);
+    }
+
+    #[test]
+    fn output_struct_builds() -> Result<()> {
+        let mut a = input("a", 10, DATA_ERROR, "C1", &["X"]);
+        a.previous_group_id = Some("ME-old".into());
+        let rows = cohort_reports(vec![a, input("b", 10, DATA_ERROR, "C1", &["X"])]);
+        let s = rows_to_struct(&rows)?;
+        assert_eq!(s.len(), 2);
+        assert_eq!(s.num_columns(), 6);
+        Ok(())
+    }
+
+    #[test]
+    fn empty_and_nulls() {
+        assert!(cohort_reports(vec![]).is_empty());
+        let r = CohortInput {
+            report_id: "x".into(),
+            ..Default::default()
+        };
+        let rows = cohort_reports(vec![
+            r.clone(),
+            CohortInput {
+                report_id: "y".into(),
+                ..r
+            },
+        ]);
+        assert_eq!(rows.len(), 2);
+        assert!(rows.iter().all(|r| r.group_size == 1));
+    }
+}

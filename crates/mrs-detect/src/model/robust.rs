@@ -1,0 +1,109 @@
+//! Robust statistics helpers (median, MAD) and the count-aware Anscombe transform.
+//!
+//! All helpers work in place on caller-owned scratch buffers so the scoring loops never
+//! allocate per point. NaN inputs must be filtered by the caller.
+
+/// `3/8`, the Anscombe offset.
+const OFFSET: f64 = 0.375;
+
+/// `a(0) = 2 * sqrt(3/8)`, the centre of the odd extension used for negative values.
+fn a0() -> f64 {
+    2.0 * OFFSET.sqrt()
+}
+
+/// Anscombe transform `a(y) = 2 * sqrt(y + 3/8)` for `y >= 0`, extended to negative values
+/// (returns, corrections) by reflection around `a(0)` so it stays continuous and monotone:
+/// `a(y) = 2 * a(0) - 2 * sqrt(-y + 3/8)` for `y < 0`. On this scale a Poisson count has a
+/// variance close to 1 whatever its mean, which is why the scale is floored at 1.
+#[inline]
+pub fn anscombe(y: f64) -> f64 {
+    if y >= 0.0 {
+        2.0 * (y + OFFSET).sqrt()
+    } else {
+        2.0 * a0() - 2.0 * (-y + OFFSET).sqrt()
+    }
+}
+
+/// Inverse of [`anscombe`].
+#[inline]
+pub fn inverse_anscombe(a: f64) -> f64 {
+    let c = a0();
+    if a >= c {
+        (a / 2.0).powi(2) - OFFSET
+    } else {
+        let r = (2.0 * c - a) / 2.0;
+        -(r * r - OFFSET)
+    }
+}
+
+/// Median of `values` (reorders the slice). `NaN` for an empty slice.
+pub fn median_in_place(values: &mut [f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let mid = n / 2;
+    let (lower, m, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
+    let m = *m;
+    if n % 2 == 1 {
+        m
+    } else {
+        let below = lower.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (below + m) / 2.0
+    }
+}
+
+/// Median of up to a few values without touching the heap (used for the K seasonal values).
+pub fn small_median(values: &mut [f64]) -> f64 {
+    values.sort_unstable_by(f64::total_cmp);
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// `1.4826 * MAD` (median absolute deviation about the median): a robust standard deviation,
+/// consistent for Gaussian data. Reorders `values`. `NaN` for an empty slice.
+pub fn robust_sd_in_place(values: &mut [f64]) -> f64 {
+    let med = median_in_place(values);
+    if med.is_nan() {
+        return f64::NAN;
+    }
+    for v in values.iter_mut() {
+        *v = (*v - med).abs();
+    }
+    1.4826 * median_in_place(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anscombe_round_trips_and_is_monotone() {
+        let mut prev = f64::NEG_INFINITY;
+        for i in -200..=200 {
+            let y = f64::from(i) / 4.0;
+            let a = anscombe(y);
+            assert!(a > prev, "not monotone at {y}");
+            prev = a;
+            assert!((inverse_anscombe(a) - y).abs() < 1e-9, "{y}");
+        }
+        assert!((anscombe(0.0) - 2.0 * 0.375f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn medians() {
+        assert!(median_in_place(&mut []).is_nan());
+        assert_eq!(median_in_place(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median_in_place(&mut [4.0, 1.0, 3.0, 2.0]), 2.5);
+        assert_eq!(small_median(&mut [5.0, 1.0]), 3.0);
+        assert_eq!(robust_sd_in_place(&mut [1.0, 1.0, 1.0]), 0.0);
+        let sd = robust_sd_in_place(&mut [1.0, 2.0, 3.0, 4.0, 100.0]);
+        assert!((sd - 1.4826).abs() < 1e-9);
+    }
+}

@@ -1,0 +1,477 @@
+//! The causal robust seasonal model: baseline, count-aware scale, z and score per bucket.
+//!
+//! For a regular series `y[0..n]` (`NaN` = missing bucket), bucket `t` is scored from buckets
+//! `< t` only:
+//!
+//! | step | rule |
+//! |---|---|
+//! | season | first season `S` of the [`SeasonPlan`] with `t - first >= 2 S` and at least [`MIN_SEASONS`] of the values `clean[t - k S]`, `k = 1..=K` ([`K_SEASONS`] = 4), present |
+//! | seasonal level | `m = median` of those values |
+//! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values); `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
+//! | baseline | `b = m * f` |
+//! | scale | `max(1, 1.4826 * MAD)` of the Anscombe residuals of the trailing scale window (a week), recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
+//! | z | `(a(y) - a(b)) / scale`, `a` = [`anscombe`] |
+//! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
+//! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
+//!
+//! *Anomalies do not pollute history*: a flagged bucket (`abs(z) >= z_alert`) enters the
+//! seasonal history and the scale residuals clipped to the alert band
+//! (`a^-1(a(b) ± z_alert * scale)`), not with its raw value.
+//!
+//! *Level shifts are absorbed after a bounded time*: the level correction is a median of raw
+//! ratios over the last `L` buckets, so an anomaly shorter than `L / 2` buckets cannot move
+//! it, and a lasting shift owns the median, and hence the baseline, at most
+//! `floor(L / 2) + max(1, L / 48) + 1` scored buckets after it starts (26 hours for hourly data
+//! with a weekly season, 5 days for daily data; with a season of 1 the trailing median of
+//! the last 4 buckets absorbs a shift after 3 buckets).
+//!
+//! *Warm-up*: nothing is scored before two full seasons of history; during the second season
+//! the differences `(a(y_t) - a(y_{t-S})) / sqrt(4/3)` seed the scale so the first scored
+//! bucket already has a data-driven scale.
+//!
+//! *Causality*: every quantity at `t` is a function of `y[..=t]`, so appending buckets never
+//! changes earlier outputs (tested).
+//!
+//! Cost: `O(n * (K + L / max(1, L/48) + W / per_day))` time (about `O(7 n)` to `O(50 n)`),
+//! `O(n)` memory, no allocation per bucket (scratch buffers are reused across series).
+
+use super::grid::SeasonPlan;
+use super::robust::{
+    anscombe, inverse_anscombe, median_in_place, robust_sd_in_place, small_median,
+};
+
+/// Default alert threshold on `abs(z)` (score 0.5).
+pub const DEFAULT_Z_ALERT: f64 = 5.0;
+/// Seasons of history used by the seasonal median.
+pub const K_SEASONS: usize = 4;
+/// Minimum seasonal values needed for a baseline.
+pub const MIN_SEASONS: usize = 2;
+/// Divisor of one-season differences used as warm-up residuals: `sqrt(4/3)` turns the
+/// variance of a difference of two counts (2 on the Anscombe scale) into that of a residual
+/// against a two-value median baseline (1.5), so the first scores are not over-confident.
+const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
+/// Minimum residuals before the scale is estimated from data.
+const MIN_SCALE_RESIDUALS: usize = 8;
+
+/// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
+#[inline]
+pub fn score_of(z: f64, z_alert: f64) -> f64 {
+    if z.is_nan() {
+        f64::NAN
+    } else {
+        (z.abs() / (2.0 * z_alert)).clamp(0.0, 1.0)
+    }
+}
+
+/// Level-correction window for a season of `s` buckets (0 = no correction).
+pub fn level_window(s: usize) -> usize {
+    if s <= 1 {
+        0
+    } else {
+        (2 * s / 7).clamp(12.min(s), s)
+    }
+}
+
+/// Per-bucket outputs; every vector has the series' length, `NaN` where not scored.
+#[derive(Debug, Default, Clone)]
+pub struct Scores {
+    /// Expected value.
+    pub baseline: Vec<f64>,
+    /// Signed robust z on the Anscombe scale.
+    pub z: Vec<f64>,
+    /// Robust scale on the Anscombe scale (>= 1).
+    pub scale: Vec<f64>,
+}
+
+impl Scores {
+    /// Score in [0, 1] of bucket `i` (`NaN` if unscored).
+    pub fn score(&self, i: usize, z_alert: f64) -> f64 {
+        score_of(self.z[i], z_alert)
+    }
+
+    /// Approximate variance of bucket `i` in raw units (`NaN` if unscored).
+    pub fn variance(&self, i: usize) -> f64 {
+        let s = self.scale[i];
+        s * s * (self.baseline[i].abs() + 0.375)
+    }
+
+    fn reset(&mut self, n: usize) {
+        for v in [&mut self.baseline, &mut self.z, &mut self.scale] {
+            v.clear();
+            v.resize(n, f64::NAN);
+        }
+    }
+}
+
+/// Scores series with a fixed plan and threshold, reusing its buffers across calls.
+#[derive(Debug, Clone)]
+pub struct Scorer {
+    plan: SeasonPlan,
+    z_alert: f64,
+    clean: Vec<f64>,
+    ratio: Vec<f64>,
+    resid: Vec<f64>,
+    tmp: Vec<f64>,
+}
+
+impl Scorer {
+    /// A scorer for a plan; `z_alert` must be positive (callers validate it).
+    pub fn new(plan: SeasonPlan, z_alert: f64) -> Self {
+        Self {
+            plan,
+            z_alert,
+            clean: Vec::new(),
+            ratio: Vec::new(),
+            resid: Vec::new(),
+            tmp: Vec::new(),
+        }
+    }
+
+    /// The alert threshold on `abs(z)`.
+    pub fn z_alert(&self) -> f64 {
+        self.z_alert
+    }
+
+    /// Scores `y` (`NaN` = missing; infinities must be filtered by the caller) into `out`.
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "several parallel per-bucket arrays are indexed by t"
+    )]
+    pub fn score(&mut self, y: &[f64], out: &mut Scores) {
+        let n = y.len();
+        out.reset(n);
+        let Some(first) = y.iter().position(|v| !v.is_nan()) else {
+            return;
+        };
+        for v in [&mut self.clean, &mut self.ratio, &mut self.resid] {
+            v.clear();
+            v.resize(n, f64::NAN);
+        }
+        let z_alert = self.z_alert;
+        let per_day = self.plan.per_day.max(1);
+        let window = self.plan.scale_window.max(1);
+        let mut scale = 1.0;
+        let mut next_scale_at = 0usize;
+        let mut level = 1.0;
+        let mut level_season = 0usize;
+        let mut next_level_at = 0usize;
+        let mut lags = [0.0f64; K_SEASONS];
+        for t in first..n {
+            let yt = y[t];
+            if yt.is_nan() {
+                continue;
+            }
+            let h = t - first;
+            // Seasonal median of the cleaned history, longest usable season first.
+            let mut m = f64::NAN;
+            let mut season = 0usize;
+            for &s in &self.plan.seasons {
+                if h < 2 * s {
+                    continue;
+                }
+                let mut cnt = 0;
+                for k in 1..=K_SEASONS {
+                    let Some(j) = t.checked_sub(k * s) else { break };
+                    let v = self.clean[j];
+                    if !v.is_nan() {
+                        lags[cnt] = v;
+                        cnt += 1;
+                    }
+                }
+                if cnt >= MIN_SEASONS {
+                    m = small_median(&mut lags[..cnt]);
+                    season = s;
+                    break;
+                }
+            }
+            if m.is_nan() {
+                // Warm-up: keep the value and seed the scale with one-season differences.
+                self.clean[t] = yt;
+                if let Some(&s) = self.plan.seasons.iter().find(|&&s| h >= s) {
+                    let prev = self.clean[t - s];
+                    if !prev.is_nan() {
+                        self.resid[t] = (anscombe(yt) - anscombe(prev)) / WARMUP_DIFF_SCALE;
+                    }
+                }
+                continue;
+            }
+            // Level correction (median of raw ratios over the last L buckets).
+            let l = level_window(season);
+            if l == 0 {
+                level = 1.0;
+            } else if t >= next_level_at || season != level_season {
+                self.tmp.clear();
+                let from = t.saturating_sub(l).max(first);
+                self.tmp
+                    .extend(self.ratio[from..t].iter().copied().filter(|v| !v.is_nan()));
+                level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
+                    median_in_place(&mut self.tmp)
+                } else {
+                    1.0
+                };
+                level_season = season;
+                next_level_at = t + (l / 48).max(1);
+            }
+            // Robust scale, recomputed once per day.
+            if t >= next_scale_at {
+                self.tmp.clear();
+                let from = t.saturating_sub(window).max(first);
+                self.tmp
+                    .extend(self.resid[from..t].iter().copied().filter(|v| !v.is_nan()));
+                scale = if self.tmp.len() >= MIN_SCALE_RESIDUALS {
+                    let sd = robust_sd_in_place(&mut self.tmp);
+                    if sd.is_finite() { sd.max(1.0) } else { 1.0 }
+                } else {
+                    1.0
+                };
+                next_scale_at = t + per_day;
+            }
+            let b = m * level;
+            let ab = anscombe(b);
+            let z = (anscombe(yt) - ab) / scale;
+            out.baseline[t] = b;
+            out.z[t] = z;
+            out.scale[t] = scale;
+            if m >= 0.0 && yt >= 0.0 {
+                self.ratio[t] = (yt + 1.0) / (m + 1.0);
+            }
+            if z.abs() >= z_alert {
+                let edge = z.signum() * z_alert * scale;
+                self.clean[t] = inverse_anscombe(ab + edge);
+                self.resid[t] = edge;
+            } else {
+                self.clean[t] = yt;
+                self.resid[t] = anscombe(yt) - ab;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::model::grid::{SeasonPlan, SeasonSpec};
+
+    /// Deterministic xorshift generator (tests only).
+    pub(crate) struct Rng(u64);
+    impl Rng {
+        pub(crate) fn new(seed: u64) -> Self {
+            Self(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        }
+        pub(crate) fn uniform(&mut self) -> f64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 >> 11) as f64 / (1u64 << 53) as f64
+        }
+        /// Poisson sample (Knuth for small means, normal approximation above 30).
+        pub(crate) fn poisson(&mut self, mean: f64) -> f64 {
+            if mean > 30.0 {
+                let u1 = self.uniform().max(1e-12);
+                let u2 = self.uniform();
+                let g = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
+                return (mean + g * mean.sqrt()).round().max(0.0);
+            }
+            let l = (-mean).exp();
+            let mut k = 0.0;
+            let mut p = 1.0;
+            loop {
+                p *= self.uniform();
+                if p <= l {
+                    return k;
+                }
+                k += 1.0;
+            }
+        }
+    }
+
+    const HOUR: i64 = 3_600_000_000;
+
+    pub(crate) fn hourly_mean(t: usize, base: f64) -> f64 {
+        let hour = (t % 24) as f64;
+        let weekday = (t / 24) % 7;
+        let daily = 0.3 + (std::f64::consts::PI * (hour - 6.0) / 14.0).sin().max(0.0) * 1.7;
+        let weekly = if weekday >= 5 { 1.4 } else { 1.0 };
+        base * daily * weekly
+    }
+
+    pub(crate) fn hourly_scorer() -> Scorer {
+        Scorer::new(
+            SeasonPlan::new(SeasonSpec::Auto { step_us: HOUR }),
+            DEFAULT_Z_ALERT,
+        )
+    }
+
+    fn flagged(s: &Scores) -> Vec<usize> {
+        (0..s.z.len())
+            .filter(|&i| s.z[i].abs() >= DEFAULT_Z_ALERT)
+            .collect()
+    }
+
+    #[test]
+    fn spike_in_seasonal_series_is_found_at_its_bucket() {
+        let mut rng = Rng::new(7);
+        let n = 24 * 7 * 5;
+        let mut y: Vec<f64> = (0..n).map(|t| rng.poisson(hourly_mean(t, 20.0))).collect();
+        let spike = 24 * 7 * 4 + 24 * 2 + 14; // a Wednesday afternoon of week 5
+        y[spike] = 4.0 * hourly_mean(spike, 20.0);
+        let mut sc = hourly_scorer();
+        let mut out = Scores::default();
+        sc.score(&y, &mut out);
+        assert_eq!(flagged(&out), vec![spike]);
+        assert!(out.z[spike] > 0.0);
+        assert!(out.score(spike, DEFAULT_Z_ALERT) >= 0.5);
+        let expected = hourly_mean(spike, 20.0);
+        assert!((out.baseline[spike] - expected).abs() < 0.3 * expected);
+        // the spike does not pollute the same slot a week later
+        let mut y2 = y.clone();
+        y2.extend((n..n + 24 * 7).map(|t| rng.poisson(hourly_mean(t, 20.0))));
+        sc.score(&y2, &mut out);
+        let b = out.baseline[spike + 168];
+        assert!((b - expected).abs() < 0.3 * expected, "{b} vs {expected}");
+    }
+
+    #[test]
+    fn drop_is_negative() {
+        let mut rng = Rng::new(3);
+        let n = 24 * 7 * 4;
+        let mut y: Vec<f64> = (0..n).map(|t| rng.poisson(hourly_mean(t, 30.0))).collect();
+        let at = n - 10;
+        let mean = hourly_mean(at, 30.0);
+        assert!(mean > 20.0);
+        y[at] = 0.0;
+        let mut out = Scores::default();
+        hourly_scorer().score(&y, &mut out);
+        assert_eq!(flagged(&out), vec![at]);
+        assert!(out.z[at] < 0.0);
+    }
+
+    #[test]
+    fn low_mean_poisson_noise_never_alarms() {
+        let mut sc = hourly_scorer();
+        let mut out = Scores::default();
+        for seed in 0..60u64 {
+            let mut rng = Rng::new(seed);
+            let base = [0.05, 0.3, 1.0, 3.0][(seed % 4) as usize];
+            let y: Vec<f64> = (0..24 * 7 * 6)
+                .map(|t| rng.poisson(hourly_mean(t, base)))
+                .collect();
+            sc.score(&y, &mut out);
+            assert!(flagged(&out).is_empty(), "seed {seed}: {:?}", flagged(&out));
+            assert!(out.scale.iter().all(|s| s.is_nan() || *s >= 1.0));
+        }
+    }
+
+    #[test]
+    fn level_shift_is_absorbed_within_the_bound() {
+        let mut rng = Rng::new(11);
+        let n = 24 * 7 * 6;
+        let shift = 24 * 7 * 4 + 12; // noon: x3 is unmistakable
+        let y: Vec<f64> = (0..n)
+            .map(|t| {
+                let f = if t >= shift { 3.0 } else { 1.0 };
+                rng.poisson(hourly_mean(t, 20.0) * f)
+            })
+            .collect();
+        let mut out = Scores::default();
+        hourly_scorer().score(&y, &mut out);
+        let f = flagged(&out);
+        assert!(
+            f.first().is_some_and(|&i| i >= shift && i < shift + 3),
+            "shift not detected: {f:?}"
+        );
+        let l = level_window(168);
+        let bound = l / 2 + (l / 48).max(1) + 1;
+        assert!(
+            f.iter().all(|&i| i >= shift && i < shift + bound),
+            "flags outside [shift, shift + {bound}): {f:?}"
+        );
+    }
+
+    #[test]
+    fn scores_are_causal() {
+        let mut rng = Rng::new(5);
+        let n = 24 * 7 * 5;
+        let mut y: Vec<f64> = (0..n).map(|t| rng.poisson(hourly_mean(t, 8.0))).collect();
+        y[700] = 90.0;
+        y[701] = f64::NAN;
+        let mut sc = hourly_scorer();
+        let mut full = Scores::default();
+        sc.score(&y, &mut full);
+        let mut part = Scores::default();
+        for cut in [1, 2, 200, 336, 337, 500, 700, 701, 702, 777] {
+            sc.score(&y[..cut], &mut part);
+            for i in 0..cut {
+                for (a, b) in [(part.z[i], full.z[i]), (part.baseline[i], full.baseline[i])] {
+                    assert!(
+                        a.to_bits() == b.to_bits(),
+                        "cut {cut} bucket {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn degenerate_series() {
+        let mut sc = hourly_scorer();
+        let mut out = Scores::default();
+        // empty
+        sc.score(&[], &mut out);
+        assert!(out.z.is_empty());
+        // all missing
+        sc.score(&[f64::NAN; 10], &mut out);
+        assert!(out.z.iter().all(|v| v.is_nan()));
+        // very short: warm-up, nothing scored
+        sc.score(&[1.0, 2.0, 3.0], &mut out);
+        assert!(out.z.iter().all(|v| v.is_nan()));
+        // constant: scored (after the warm-up) with z = 0 and scale at the Poisson floor
+        let y = vec![4.0; 24 * 7 * 3];
+        sc.score(&y, &mut out);
+        assert!(out.z[..24 * 2].iter().all(|v| v.is_nan()));
+        assert!(out.z[24 * 7 * 3 - 1] == 0.0);
+        assert!(out.z.iter().all(|v| v.is_nan() || *v == 0.0));
+        assert!(out.scale.iter().all(|v| v.is_nan() || *v == 1.0));
+        assert_eq!(out.baseline[24 * 7 * 3 - 1], 4.0);
+        assert!((out.variance(24 * 7 * 3 - 1) - 4.375).abs() < 1e-12);
+        // negative values are handled
+        let y: Vec<f64> = (0..100)
+            .map(|t| if t % 2 == 0 { -1.0 } else { 1.0 })
+            .collect();
+        sc.score(&y, &mut out);
+        assert!(out.z.iter().all(|v| v.is_nan() || v.is_finite()));
+    }
+
+    #[test]
+    fn weekly_data_uses_a_trailing_level() {
+        let plan = SeasonPlan::new(SeasonSpec::Auto {
+            step_us: 7 * 24 * HOUR,
+        });
+        let mut sc = Scorer::new(plan, DEFAULT_Z_ALERT);
+        let mut y = vec![100.0, 104.0, 97.0, 101.0, 99.0, 103.0, 98.0, 100.0];
+        y.push(400.0);
+        let mut out = Scores::default();
+        sc.score(&y, &mut out);
+        assert!(out.z[..2].iter().all(|v| v.is_nan()));
+        assert!(out.z[2].is_finite());
+        assert!(out.z[8] >= DEFAULT_Z_ALERT);
+        assert!(
+            out.z[..8]
+                .iter()
+                .all(|v| v.is_nan() || v.abs() < DEFAULT_Z_ALERT)
+        );
+    }
+
+    #[test]
+    fn score_map() {
+        assert_eq!(score_of(5.0, 5.0), 0.5);
+        assert_eq!(score_of(-20.0, 5.0), 1.0);
+        assert_eq!(score_of(0.0, 5.0), 0.0);
+        assert!(score_of(f64::NAN, 5.0).is_nan());
+        assert_eq!(level_window(168), 48);
+        assert_eq!(level_window(7), 7);
+        assert_eq!(level_window(24), 12);
+        assert_eq!(level_window(1), 0);
+        assert_eq!(level_window(3), 3);
+    }
+}

@@ -1,0 +1,670 @@
+//! `mrs eval`: the lake's hydrated reports and events against the ground truth that the
+//! synthetic generator wrote under `truth/`.
+//!
+//! Matching: a report matches a true anomaly when its store is one of the anomaly's stores and
+//! its window `[window_start, window_end)` (an open window runs to its last anomalous bucket
+//! plus one) overlaps `[start, end + 2 buckets)`. Each report is credited to the overlapping
+//! anomaly with the largest overlap. Only anomalies that started before the lake's last bucket
+//! count.
+//!
+//! The JSON keys are stable (see [`EvalReport`] and README "Evaluation"): detection recall,
+//! event-level precision and F1, report-level precision, recall by magnitude (>= 3 and < 3
+//! noise units), median detection delay in buckets, attribution top-1/top-3 overall and per
+//! cause, cohort pairwise precision/recall, and a calibration table by confidence decile.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Float64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use mrs_pipeline::Lake;
+use serde::Serialize;
+
+/// One true anomaly.
+#[derive(Debug, Clone)]
+pub struct TruthAnomaly {
+    pub anomaly_id: String,
+    pub cause: String,
+    pub stores: HashSet<String>,
+    pub start: i64,
+    pub end: i64,
+    pub magnitude: f64,
+}
+
+/// One hydrated report, as evaluation needs it.
+#[derive(Debug, Clone)]
+pub struct PredictedReport {
+    pub report_id: String,
+    pub store_id: String,
+    pub start: i64,
+    pub end: i64,
+    pub causes: [Option<String>; 3],
+    pub confidence: Option<f64>,
+    pub group_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct DetectionMetrics {
+    /// True anomalies with at least one matching report, over all true anomalies.
+    pub recall: f64,
+    /// Events with at least one matching report, over all events.
+    pub precision: f64,
+    pub f1: f64,
+    /// Reports matching some true anomaly, over all reports.
+    pub report_precision: f64,
+    pub recall_magnitude_ge_3: f64,
+    pub recall_magnitude_lt_3: f64,
+    /// Median over detected anomalies of (first matching report start - true start) in buckets.
+    pub median_delay_buckets: Option<f64>,
+    pub truth_anomalies: usize,
+    pub detected_anomalies: usize,
+    pub truth_magnitude_ge_3: usize,
+    pub truth_magnitude_lt_3: usize,
+    pub reports: usize,
+    pub events: usize,
+    pub per_cause_recall: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CauseAccuracy {
+    pub n: usize,
+    pub top1: f64,
+    pub top3: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct AttributionMetrics {
+    /// Over matched reports: the model's first cause is the true cause.
+    pub top1: f64,
+    /// Over matched reports: the true cause is among the three candidates.
+    pub top3: f64,
+    pub evaluated: usize,
+    pub per_cause: BTreeMap<String, CauseAccuracy>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CohortMetrics {
+    /// Pairs of matched reports in one event that belong to one true anomaly, over pairs in one event.
+    pub pairwise_precision: f64,
+    /// Pairs of matched reports of one true anomaly that share an event, over such pairs.
+    pub pairwise_recall: f64,
+    pub pairs_same_event: usize,
+    pub pairs_same_truth: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct CalibrationBin {
+    /// Lower edge of the confidence decile (0.0, 0.1, ... 0.9).
+    pub decile: f64,
+    pub n: usize,
+    pub mean_confidence: f64,
+    pub accuracy: f64,
+}
+
+/// The whole evaluation; its JSON form is `mrs eval --format json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct EvalReport {
+    pub lake: String,
+    pub step_seconds: i64,
+    pub detection: DetectionMetrics,
+    pub attribution: AttributionMetrics,
+    pub cohort: CohortMetrics,
+    pub calibration: Vec<CalibrationBin>,
+    /// Share of reports tiered High whose cause is right.
+    pub high_tier_precision: Option<f64>,
+}
+
+fn ratio(num: usize, den: usize) -> f64 {
+    if den == 0 {
+        0.0
+    } else {
+        num as f64 / den as f64
+    }
+}
+
+fn ts_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("missing column {name}")))?;
+    let col = cast(
+        col,
+        &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+    )?;
+    let col = col.as_primitive::<TimestampMicrosecondType>();
+    Ok((0..col.len())
+        .map(|i| (!col.is_null(i)).then(|| col.value(i)))
+        .collect())
+}
+
+fn str_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("missing column {name}")))?;
+    let col = cast(col, &DataType::Utf8)?;
+    let col = col.as_string::<i32>();
+    Ok((0..col.len())
+        .map(|i| (!col.is_null(i)).then(|| col.value(i).to_string()))
+        .collect())
+}
+
+fn f64_column(batch: &RecordBatch, name: &str) -> Result<Vec<Option<f64>>> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| DataFusionError::Internal(format!("missing column {name}")))?;
+    let col = cast(col, &DataType::Float64)?;
+    let col = col.as_primitive::<Float64Type>();
+    Ok((0..col.len())
+        .map(|i| (!col.is_null(i)).then(|| col.value(i)))
+        .collect())
+}
+
+async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql).await?.collect().await
+}
+
+/// Step of the lake's buckets in seconds, from the generator's manifest (3600 when absent).
+async fn step_seconds(lake: &Lake) -> i64 {
+    use datafusion::object_store::ObjectStoreExt;
+    let path = lake.path("truth/synth.json");
+    let Ok(got) = lake.store().get(&path).await else {
+        return 3600;
+    };
+    let Ok(bytes) = got.bytes().await else {
+        return 3600;
+    };
+    serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v.get("step_seconds").and_then(serde_json::Value::as_i64))
+        .filter(|s| *s > 0)
+        .unwrap_or(3600)
+}
+
+/// Loads truth and hydrated reports from a lake and evaluates them.
+pub async fn evaluate_lake(lake: &Lake) -> Result<EvalReport> {
+    let ctx = mrs_pipeline::open_session(lake, None).await?;
+    if lake.list_parquet("truth/anomalies").await?.is_empty() {
+        return Err(DataFusionError::Plan(format!(
+            "no ground truth at {}: evaluation needs a lake written by `mrs synth`",
+            lake.folder_url("truth/anomalies")
+        )));
+    }
+    ctx.register_parquet(
+        "truth_anomalies",
+        lake.folder_url("truth/anomalies"),
+        ParquetReadOptions::default(),
+    )
+    .await?;
+    let step = step_seconds(lake).await;
+    let last_bucket = query(&ctx, "SELECT max(ts) AS t FROM sales_clean").await?;
+    let last_bucket = last_bucket
+        .first()
+        .map(|b| ts_column(b, "t"))
+        .transpose()?
+        .and_then(|v| v.first().copied().flatten())
+        .unwrap_or(i64::MAX);
+
+    let mut truth = Vec::new();
+    for b in query(&ctx, "SELECT anomaly_id, cause, store_ids, start_ts, end_ts, magnitude FROM truth_anomalies ORDER BY anomaly_id").await? {
+        let ids = str_column(&b, "anomaly_id")?;
+        let causes = str_column(&b, "cause")?;
+        let starts = ts_column(&b, "start_ts")?;
+        let ends = ts_column(&b, "end_ts")?;
+        let mags = f64_column(&b, "magnitude")?;
+        let stores = b.column_by_name("store_ids").map(|c| c.as_list::<i32>().clone());
+        for i in 0..b.num_rows() {
+            let store_set: HashSet<String> = stores
+                .as_ref()
+                .map(|l| {
+                    let v = l.value(i);
+                    let s = cast(&v, &DataType::Utf8).map(|a| a.as_string::<i32>().clone());
+                    s.map(|s| (0..s.len()).filter(|j| !s.is_null(*j)).map(|j| s.value(j).to_string()).collect())
+                        .unwrap_or_default()
+                })
+                .unwrap_or_default();
+            if let (Some(id), Some(cause), Some(start), Some(end)) =
+                (ids[i].clone(), causes[i].clone(), starts[i], ends[i])
+            {
+                if start <= last_bucket {
+                    truth.push(TruthAnomaly { anomaly_id: id, cause, stores: store_set, start, end, magnitude: mags[i].unwrap_or(0.0) });
+                }
+            }
+        }
+    }
+
+    let mut reports = Vec::new();
+    for b in query(&ctx, "SELECT report_id, store_id, window_start, window_end, last_anomalous_ts, cause, cause_2, cause_3, confidence, report_group_id FROM minority_reports ORDER BY report_id").await? {
+        let ids = str_column(&b, "report_id")?;
+        let stores = str_column(&b, "store_id")?;
+        let starts = ts_column(&b, "window_start")?;
+        let ends = ts_column(&b, "window_end")?;
+        let lasts = ts_column(&b, "last_anomalous_ts")?;
+        let c1 = str_column(&b, "cause")?;
+        let c2 = str_column(&b, "cause_2")?;
+        let c3 = str_column(&b, "cause_3")?;
+        let conf = f64_column(&b, "confidence")?;
+        let groups = str_column(&b, "report_group_id")?;
+        for i in 0..b.num_rows() {
+            let (Some(id), Some(store), Some(start)) = (ids[i].clone(), stores[i].clone(), starts[i]) else { continue };
+            let end = ends[i].unwrap_or(lasts[i].unwrap_or(start) + step * 1_000_000);
+            reports.push(PredictedReport {
+                report_id: id,
+                store_id: store,
+                start,
+                end,
+                causes: [c1[i].clone(), c2[i].clone(), c3[i].clone()],
+                confidence: conf[i],
+                group_id: groups[i].clone(),
+            });
+        }
+    }
+    let events = query(&ctx, "SELECT count(*) AS n FROM minority_events").await?;
+    let n_events = events
+        .first()
+        .map(|b| {
+            cast(b.column(0), &DataType::Float64)
+                .map(|c| c.as_primitive::<Float64Type>().value(0) as usize)
+        })
+        .transpose()?
+        .unwrap_or(0);
+    let mut report = evaluate(&truth, &reports, n_events, step);
+    report.lake = lake.url().to_string();
+    Ok(report)
+}
+
+/// Pure evaluation over loaded truth and reports.
+pub fn evaluate(
+    truth: &[TruthAnomaly],
+    reports: &[PredictedReport],
+    n_events: usize,
+    step_seconds: i64,
+) -> EvalReport {
+    let step = step_seconds * 1_000_000;
+    // Best truth of each report: the overlapping anomaly at its store with the largest overlap.
+    let mut best: HashMap<usize, usize> = HashMap::new();
+    for (ri, r) in reports.iter().enumerate() {
+        let mut chosen: Option<(i64, usize)> = None;
+        for (ti, t) in truth.iter().enumerate() {
+            if !t.stores.contains(&r.store_id) {
+                continue;
+            }
+            let lo = r.start.max(t.start);
+            let hi = r.end.min(t.end + 2 * step);
+            if hi > lo {
+                let overlap = hi - lo;
+                if chosen.is_none_or(|(o, _)| overlap > o) {
+                    chosen = Some((overlap, ti));
+                }
+            }
+        }
+        if let Some((_, ti)) = chosen {
+            best.insert(ri, ti);
+        }
+    }
+    // Detection.
+    let mut first_start: HashMap<usize, i64> = HashMap::new();
+    for (ri, ti) in &best {
+        let s = reports[*ri].start;
+        first_start
+            .entry(*ti)
+            .and_modify(|v| *v = (*v).min(s))
+            .or_insert(s);
+    }
+    let detected = first_start.len();
+    let ge3: Vec<usize> = (0..truth.len())
+        .filter(|i| truth[*i].magnitude >= 3.0)
+        .collect();
+    let lt3: Vec<usize> = (0..truth.len())
+        .filter(|i| truth[*i].magnitude < 3.0)
+        .collect();
+    let mut delays: Vec<f64> = first_start
+        .iter()
+        .map(|(ti, s)| ((s - truth[*ti].start).max(0) as f64) / step as f64)
+        .collect();
+    delays.sort_by(f64::total_cmp);
+    let median_delay = if delays.is_empty() {
+        None
+    } else if delays.len() % 2 == 1 {
+        Some(delays[delays.len() / 2])
+    } else {
+        Some((delays[delays.len() / 2 - 1] + delays[delays.len() / 2]) / 2.0)
+    };
+    let mut groups_all: HashSet<&str> = HashSet::new();
+    let mut groups_true: HashSet<&str> = HashSet::new();
+    for (ri, r) in reports.iter().enumerate() {
+        let g = r.group_id.as_deref().unwrap_or(&r.report_id);
+        groups_all.insert(g);
+        if best.contains_key(&ri) {
+            groups_true.insert(g);
+        }
+    }
+    let n_groups = if n_events > 0 {
+        n_events.max(groups_all.len())
+    } else {
+        groups_all.len()
+    };
+    let recall = ratio(detected, truth.len());
+    let precision = ratio(groups_true.len(), n_groups);
+    let mut per_cause_recall = BTreeMap::new();
+    for cause in mrs_core::taxonomy::Cause::ALL.map(|c| c.as_str()) {
+        let of_cause: Vec<usize> = (0..truth.len())
+            .filter(|i| truth[*i].cause == cause)
+            .collect();
+        if !of_cause.is_empty() {
+            let hit = of_cause
+                .iter()
+                .filter(|i| first_start.contains_key(i))
+                .count();
+            per_cause_recall.insert(cause.to_string(), ratio(hit, of_cause.len()));
+        }
+    }
+    let detection = DetectionMetrics {
+        recall,
+        precision,
+        f1: if recall + precision > 0.0 {
+            2.0 * recall * precision / (recall + precision)
+        } else {
+            0.0
+        },
+        report_precision: ratio(best.len(), reports.len()),
+        recall_magnitude_ge_3: ratio(
+            ge3.iter().filter(|i| first_start.contains_key(i)).count(),
+            ge3.len(),
+        ),
+        recall_magnitude_lt_3: ratio(
+            lt3.iter().filter(|i| first_start.contains_key(i)).count(),
+            lt3.len(),
+        ),
+        median_delay_buckets: median_delay,
+        truth_anomalies: truth.len(),
+        detected_anomalies: detected,
+        truth_magnitude_ge_3: ge3.len(),
+        truth_magnitude_lt_3: lt3.len(),
+        reports: reports.len(),
+        events: n_groups,
+        per_cause_recall,
+    };
+
+    // Attribution over matched reports.
+    let mut per_cause: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let (mut top1, mut top3) = (0usize, 0usize);
+    let mut bins = vec![(0usize, 0.0f64, 0usize); 10];
+    let (mut high_n, mut high_ok) = (0usize, 0usize);
+    let mut matched: Vec<(&usize, &usize)> = best.iter().collect();
+    matched.sort();
+    for (ri, ti) in &matched {
+        let r = &reports[**ri];
+        let t = &truth[**ti];
+        let ok1 = r.causes[0].as_deref() == Some(t.cause.as_str());
+        let ok3 = r
+            .causes
+            .iter()
+            .any(|c| c.as_deref() == Some(t.cause.as_str()));
+        top1 += usize::from(ok1);
+        top3 += usize::from(ok3);
+        let e = per_cause.entry(t.cause.clone()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(ok1);
+        e.2 += usize::from(ok3);
+        if let Some(c) = r.confidence {
+            let d = ((c * 10.0).floor() as usize).min(9);
+            bins[d].0 += 1;
+            bins[d].1 += c;
+            bins[d].2 += usize::from(ok1);
+            if c >= mrs_core::taxonomy::TierThresholds::default().high {
+                high_n += 1;
+                high_ok += usize::from(ok1);
+            }
+        }
+    }
+    let attribution = AttributionMetrics {
+        top1: ratio(top1, matched.len()),
+        top3: ratio(top3, matched.len()),
+        evaluated: matched.len(),
+        per_cause: per_cause
+            .into_iter()
+            .map(|(k, (n, a, b))| {
+                (
+                    k,
+                    CauseAccuracy {
+                        n,
+                        top1: ratio(a, n),
+                        top3: ratio(b, n),
+                    },
+                )
+            })
+            .collect(),
+    };
+    let calibration = bins
+        .iter()
+        .enumerate()
+        .map(|(d, (n, sum, ok))| CalibrationBin {
+            decile: d as f64 / 10.0,
+            n: *n,
+            mean_confidence: if *n > 0 { sum / *n as f64 } else { 0.0 },
+            accuracy: ratio(*ok, *n),
+        })
+        .collect();
+
+    // Cohorts: pairwise agreement over matched reports.
+    let (mut same_event, mut same_event_true, mut same_truth, mut same_truth_event) = (0, 0, 0, 0);
+    for (a, (ra, ta)) in matched.iter().enumerate() {
+        for (rb, tb) in matched.iter().skip(a + 1) {
+            let ga = reports[**ra]
+                .group_id
+                .as_deref()
+                .unwrap_or(&reports[**ra].report_id);
+            let gb = reports[**rb]
+                .group_id
+                .as_deref()
+                .unwrap_or(&reports[**rb].report_id);
+            let se = ga == gb;
+            let st = ta == tb;
+            if se {
+                same_event += 1;
+                same_event_true += usize::from(st);
+            }
+            if st {
+                same_truth += 1;
+                same_truth_event += usize::from(se);
+            }
+        }
+    }
+    let cohort = CohortMetrics {
+        pairwise_precision: if same_event == 0 {
+            1.0
+        } else {
+            ratio(same_event_true, same_event)
+        },
+        pairwise_recall: if same_truth == 0 {
+            1.0
+        } else {
+            ratio(same_truth_event, same_truth)
+        },
+        pairs_same_event: same_event,
+        pairs_same_truth: same_truth,
+    };
+    EvalReport {
+        lake: String::new(),
+        step_seconds,
+        detection,
+        attribution,
+        cohort,
+        calibration,
+        high_tier_precision: (high_n > 0).then(|| ratio(high_ok, high_n)),
+    }
+}
+
+impl EvalReport {
+    /// The human table printed by `mrs eval`.
+    pub fn to_table(&self) -> String {
+        let d = &self.detection;
+        let a = &self.attribution;
+        let mut out = String::new();
+        let mut line = |k: &str, v: String| out.push_str(&format!("{k:<34} {v}\n"));
+        line("true anomalies", d.truth_anomalies.to_string());
+        line("reports / events", format!("{} / {}", d.reports, d.events));
+        line("detection recall", format!("{:.3}", d.recall));
+        line(
+            "  recall, magnitude >= 3",
+            format!(
+                "{:.3} (of {})",
+                d.recall_magnitude_ge_3, d.truth_magnitude_ge_3
+            ),
+        );
+        line(
+            "  recall, magnitude < 3",
+            format!(
+                "{:.3} (of {})",
+                d.recall_magnitude_lt_3, d.truth_magnitude_lt_3
+            ),
+        );
+        line(
+            "detection precision (events)",
+            format!("{:.3}", d.precision),
+        );
+        line(
+            "detection precision (reports)",
+            format!("{:.3}", d.report_precision),
+        );
+        line("detection F1", format!("{:.3}", d.f1));
+        line(
+            "median delay (buckets)",
+            d.median_delay_buckets
+                .map_or("-".into(), |v| format!("{v:.1}")),
+        );
+        line(
+            "attribution top-1",
+            format!("{:.3} (of {})", a.top1, a.evaluated),
+        );
+        line("attribution top-3", format!("{:.3}", a.top3));
+        for (cause, acc) in &a.per_cause {
+            line(
+                &format!("  {cause}"),
+                format!(
+                    "top-1 {:.3}, top-3 {:.3} (of {})",
+                    acc.top1, acc.top3, acc.n
+                ),
+            );
+        }
+        line(
+            "cohort pairwise precision",
+            format!("{:.3}", self.cohort.pairwise_precision),
+        );
+        line(
+            "cohort pairwise recall",
+            format!("{:.3}", self.cohort.pairwise_recall),
+        );
+        line(
+            "High tier precision",
+            self.high_tier_precision
+                .map_or("-".into(), |v| format!("{v:.3}")),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn truth(
+        id: &str,
+        cause: &str,
+        stores: &[&str],
+        start: i64,
+        end: i64,
+        magnitude: f64,
+    ) -> TruthAnomaly {
+        TruthAnomaly {
+            anomaly_id: id.into(),
+            cause: cause.into(),
+            stores: stores.iter().map(|s| s.to_string()).collect(),
+            start,
+            end,
+            magnitude,
+        }
+    }
+
+    fn report(
+        id: &str,
+        store: &str,
+        start: i64,
+        end: i64,
+        cause: &str,
+        group: &str,
+    ) -> PredictedReport {
+        PredictedReport {
+            report_id: id.into(),
+            store_id: store.into(),
+            start,
+            end,
+            causes: [Some(cause.into()), Some("Data Error".into()), None],
+            confidence: Some(0.9),
+            group_id: Some(group.into()),
+        }
+    }
+
+    const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn perfect_detection_scores_one() {
+        let t = vec![
+            truth(
+                "A",
+                "Social/Viral Event",
+                &["S1", "S2"],
+                10 * H,
+                20 * H,
+                5.0,
+            ),
+            truth("B", "Operational/Store Issue", &["S3"], 10 * H, 14 * H, 2.0),
+        ];
+        let r = vec![
+            report("r1", "S1", 11 * H, 19 * H, "Social/Viral Event", "g1"),
+            report("r2", "S2", 10 * H, 19 * H, "Social/Viral Event", "g1"),
+            report("r3", "S3", 10 * H, 14 * H, "Operational/Store Issue", "g2"),
+        ];
+        let e = evaluate(&t, &r, 2, 3600);
+        assert_eq!(e.detection.recall, 1.0);
+        assert_eq!(e.detection.precision, 1.0);
+        assert_eq!(e.detection.median_delay_buckets, Some(0.0));
+        assert_eq!(e.attribution.top1, 1.0);
+        assert_eq!(e.cohort.pairwise_precision, 1.0);
+        assert_eq!(e.cohort.pairwise_recall, 1.0);
+    }
+
+    #[test]
+    fn false_reports_and_wrong_groups_lower_scores() {
+        let t = vec![truth(
+            "A",
+            "Social/Viral Event",
+            &["S1", "S2"],
+            10 * H,
+            20 * H,
+            5.0,
+        )];
+        let r = vec![
+            report("r1", "S1", 12 * H, 19 * H, "Data Error", "g1"),
+            report("r2", "S2", 10 * H, 19 * H, "Social/Viral Event", "g2"),
+            report("r3", "S9", 10 * H, 14 * H, "Operational/Store Issue", "g3"),
+        ];
+        let e = evaluate(&t, &r, 3, 3600);
+        assert_eq!(e.detection.recall, 1.0);
+        assert!((e.detection.precision - 2.0 / 3.0).abs() < 1e-9);
+        assert_eq!(e.attribution.top1, 0.5);
+        assert_eq!(e.attribution.top3, 0.5, "r1 never names the true cause");
+        assert_eq!(e.cohort.pairwise_recall, 0.0);
+        assert_eq!(e.detection.median_delay_buckets, Some(0.0));
+    }
+
+    #[test]
+    fn nothing_detected_is_zero_not_nan() {
+        let t = vec![truth("A", "Data Error", &["S1"], 0, H, 4.0)];
+        let e = evaluate(&t, &[], 0, 3600);
+        assert_eq!(e.detection.recall, 0.0);
+        assert_eq!(e.detection.precision, 0.0);
+        assert_eq!(e.detection.median_delay_buckets, None);
+    }
+}

@@ -1,0 +1,258 @@
+//! The lake: a URL (`file://…`, a local path, or an object-store URL), its object store, and the
+//! registration of its input tables behind normalising views.
+//!
+//! Inputs may arrive with any timestamp unit, naive or zoned, strings as Utf8/LargeUtf8/Utf8View
+//! and integer or float units (DESIGN §2). Each table `<name>` is registered as `<name>_raw`
+//! (the files as they are) and a view `<name>` that casts every contract column to its canonical
+//! type. A missing required table or column is an error naming the table, the column and the
+//! lake location; an absent optional table is an empty table with the canonical schema.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::object_store::path::Path as ObjectPath;
+use datafusion::object_store::{ObjectStore, ObjectStoreExt};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use futures::TryStreamExt;
+use mrs_core::schema::{INPUT_TABLES, input_schema};
+use url::Url;
+
+/// A lake location and the object store that serves it.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    /// Normalised URL without a trailing slash, e.g. `file:///tmp/lake` or `s3://bucket/lake`.
+    url: String,
+    store: Arc<dyn ObjectStore>,
+    /// The lake's root inside its object store.
+    root: ObjectPath,
+    store_url: ObjectStoreUrl,
+}
+
+impl Lake {
+    /// Opens a lake from a URL or a local path (created if missing).
+    pub fn open(location: &str) -> Result<Self> {
+        let url = if location.contains("://") {
+            Url::parse(location)
+                .map_err(|e| DataFusionError::Plan(format!("invalid lake URL '{location}': {e}")))?
+        } else {
+            let path = std::path::Path::new(location);
+            std::fs::create_dir_all(path).map_err(|e| {
+                DataFusionError::Plan(format!("cannot create lake directory '{location}': {e}"))
+            })?;
+            let abs = path.canonicalize()?;
+            Url::from_directory_path(&abs).map_err(|()| {
+                DataFusionError::Plan(format!("lake path '{}' is not absolute", abs.display()))
+            })?
+        };
+        if url.scheme() == "file" {
+            let path = url
+                .to_file_path()
+                .map_err(|()| DataFusionError::Plan(format!("invalid file URL '{url}'")))?;
+            std::fs::create_dir_all(&path)?;
+        }
+        let (store, root) = datafusion::object_store::parse_url(&url)
+            .map_err(|e| DataFusionError::Plan(format!("cannot open lake '{url}': {e}")))?;
+        let store_url = ObjectStoreUrl::parse(format!(
+            "{}://{}",
+            url.scheme(),
+            url.host_str().unwrap_or_default()
+        ))?;
+        let normalised = url.as_str().trim_end_matches('/').to_string();
+        Ok(Self {
+            url: normalised,
+            store: Arc::from(store),
+            root,
+            store_url,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn store(&self) -> Arc<dyn ObjectStore> {
+        Arc::clone(&self.store)
+    }
+
+    pub fn root(&self) -> &ObjectPath {
+        &self.root
+    }
+
+    /// URL of a folder under the lake, with a trailing slash (what `LOCATION` wants).
+    pub fn folder_url(&self, relative: &str) -> String {
+        format!("{}/{}/", self.url, relative.trim_matches('/'))
+    }
+
+    /// Object-store path of a folder or file under the lake.
+    pub fn path(&self, relative: &str) -> ObjectPath {
+        let mut parts: Vec<String> = self.root.parts().map(|p| p.as_ref().to_string()).collect();
+        parts.extend(
+            relative
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(String::from),
+        );
+        ObjectPath::from_iter(parts)
+    }
+
+    /// Makes the lake's object store known to a context.
+    pub fn register_object_store(&self, ctx: &SessionContext) -> Result<()> {
+        if self.store_url.as_str().starts_with("file://") {
+            // The local file system is registered by default.
+            return Ok(());
+        }
+        ctx.register_object_store(self.store_url.as_ref(), Arc::clone(&self.store));
+        Ok(())
+    }
+
+    /// Paths of the Parquet files directly under a lake folder, sorted.
+    pub async fn list_parquet(&self, relative: &str) -> Result<Vec<ObjectPath>> {
+        let prefix = self.path(relative);
+        let mut files: Vec<ObjectPath> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_filter(|p| futures::future::ready(p.as_ref().ends_with(".parquet")))
+            .try_collect()
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+        files.sort();
+        Ok(files)
+    }
+
+    /// Deletes every object under a lake folder (used for derived outputs only, never logs).
+    pub async fn clear_folder(&self, relative: &str) -> Result<()> {
+        let prefix = self.path(relative);
+        let paths: Vec<ObjectPath> = self
+            .store
+            .list(Some(&prefix))
+            .map_ok(|m| m.location)
+            .try_collect()
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+        for p in paths {
+            self.store
+                .delete(&p)
+                .await
+                .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+        }
+        Ok(())
+    }
+
+    /// Registers every input table of DESIGN §2 (raw files plus a normalising view).
+    /// `as_of_micros` hides sales buckets at or after that instant.
+    pub async fn register_inputs(
+        &self,
+        ctx: &SessionContext,
+        as_of_micros: Option<i64>,
+    ) -> Result<()> {
+        for table in INPUT_TABLES {
+            let folder = format!("input/{}", table.name);
+            let canonical = input_schema(table.name).ok_or_else(|| {
+                DataFusionError::Internal(format!("no schema for {}", table.name))
+            })?;
+            let raw = format!("{}_raw", table.name);
+            if self.list_parquet(&folder).await?.is_empty() {
+                if table.required {
+                    return Err(DataFusionError::Plan(format!(
+                        "input table '{}' has no Parquet files at {}",
+                        table.name,
+                        self.folder_url(&folder)
+                    )));
+                }
+                let empty = MemTable::try_new(Arc::clone(&canonical), vec![vec![]])?;
+                ctx.register_table(raw.as_str(), Arc::new(empty))?;
+            } else {
+                ctx.register_parquet(
+                    raw.as_str(),
+                    self.folder_url(&folder),
+                    ParquetReadOptions::default(),
+                )
+                .await?;
+            }
+            let raw_schema = ctx.table_provider(raw.as_str()).await?.schema();
+            let mut view = normalising_view_sql(table.name, &raw, &raw_schema, &canonical)?;
+            if table.name == "sales" {
+                if let Some(as_of) = as_of_micros {
+                    view.push_str(&format!(
+                        " WHERE ts < CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
+                        mrs_core::identity::rfc3339_utc_micros(as_of)
+                    ));
+                }
+            }
+            ctx.sql(&format!("CREATE OR REPLACE VIEW {} AS {view}", table.name))
+                .await?
+                .collect()
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+/// `SELECT` list casting each canonical column of a raw input table to its canonical type.
+fn normalising_view_sql(
+    table: &str,
+    raw: &str,
+    raw_schema: &Schema,
+    canonical: &Schema,
+) -> Result<String> {
+    let mut columns = Vec::new();
+    for field in canonical.fields() {
+        let name = field.name();
+        let Ok(found) = raw_schema.field_with_name(name) else {
+            if field.is_nullable() && !matches!(name.as_str(), "units" | "store_id" | "sku" | "ts")
+            {
+                columns.push(format!(
+                    "CAST(NULL AS {}) AS {name}",
+                    sql_type(field.data_type())
+                ));
+                continue;
+            }
+            return Err(DataFusionError::Plan(format!(
+                "input table '{table}' is missing column '{name}' (expected {})",
+                field.data_type()
+            )));
+        };
+        let compatible = match field.data_type() {
+            DataType::Utf8 => matches!(
+                found.data_type(),
+                DataType::Utf8
+                    | DataType::LargeUtf8
+                    | DataType::Utf8View
+                    | DataType::Dictionary(_, _)
+            ),
+            DataType::Float64 => found.data_type().is_numeric(),
+            DataType::Timestamp(_, _) => matches!(found.data_type(), DataType::Timestamp(_, _)),
+            DataType::Date32 => matches!(
+                found.data_type(),
+                DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
+            ),
+            _ => false,
+        };
+        if !compatible {
+            return Err(DataFusionError::Plan(format!(
+                "input table '{table}' column '{name}' has type {}, expected {}",
+                found.data_type(),
+                field.data_type()
+            )));
+        }
+        columns.push(format!(
+            "CAST(\"{name}\" AS {}) AS {name}",
+            sql_type(field.data_type())
+        ));
+    }
+    Ok(format!("SELECT {} FROM {raw}", columns.join(", ")))
+}
+
+fn sql_type(data_type: &DataType) -> &'static str {
+    match data_type {
+        DataType::Utf8 => "VARCHAR",
+        DataType::Float64 => "DOUBLE",
+        DataType::Timestamp(_, _) => "TIMESTAMP(6) WITH TIME ZONE",
+        DataType::Date32 => "DATE",
+        _ => "VARCHAR",
+    }
+}

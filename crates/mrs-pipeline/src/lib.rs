@@ -1,0 +1,19 @@
+//! The MRS pipeline: a lake of Parquet tables, versioned SQL migrations that declare the logs,
+//! and a runner that executes the SQL stage scripts in order.
+//!
+//! - [`lake`]: where the lake lives, input registration and normalisation;
+//! - [`session`]: a `SessionContext` with every MRS function registered;
+//! - [`script`]: the embedded `sql/` scripts and a statement runner that names the failing
+//!   script and statement;
+//! - [`migrations`]: checksummed, applied-once migrations;
+//! - [`runner`]: `mrs run`.
+
+pub mod lake;
+pub mod migrations;
+pub mod runner;
+pub mod script;
+pub mod session;
+
+pub use lake::Lake;
+pub use runner::{RunOptions, RunSummary, run};
+pub use session::{open_session, register_all_functions};

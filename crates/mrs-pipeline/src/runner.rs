@@ -1,0 +1,289 @@
+//! `mrs run`: pending migrations, then every stage script in order, then the protection feeds.
+//!
+//! Each stage appends only snapshots that differ from the latest one in its log, so a second
+//! run over unchanged input appends nothing (and records no run). A failed statement stops the
+//! run with the script and statement named, and a non-zero exit in the CLI.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMicrosecondType};
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::lake::Lake;
+use crate::migrations;
+use crate::script::{STAGES, run_script, run_statement, run_views};
+use crate::session::{new_context, session_config};
+
+/// Options of one run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run as if at this instant: sales buckets at or after it are not seen.
+    pub as_of_micros: Option<i64>,
+}
+
+/// What a run did, for the summary line and `mrs run --format json`.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub as_of: Option<String>,
+    pub migrations_applied: Vec<String>,
+    pub reports_new: i64,
+    pub reports_updated: i64,
+    pub reports_ended: i64,
+    pub reports_retracted: i64,
+    pub events: i64,
+    pub events_changed: i64,
+    pub auto_confirmed: i64,
+    pub waiting_for_review: i64,
+    pub quarantined: i64,
+    pub rows_appended: i64,
+}
+
+impl std::fmt::Display for RunSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "run {} as of {}: reports {} new, {} updated, {} ended, {} retracted; events {} ({} changed); \
+             {} auto-confirmed, {} waiting for review; {} rows quarantined; {} log rows appended",
+            self.run_id,
+            self.as_of.as_deref().unwrap_or("-"),
+            self.reports_new,
+            self.reports_updated,
+            self.reports_ended,
+            self.reports_retracted,
+            self.events,
+            self.events_changed,
+            self.auto_confirmed,
+            self.waiting_for_review,
+            self.quarantined,
+            self.rows_appended
+        )
+    }
+}
+
+/// Every log a stage appends to (the runs log aside).
+pub const LOGS: &[&str] = &[
+    "quarantine_log",
+    "minority_reports_detected_log",
+    "minority_event_ended_log",
+    "minority_reports_clustered_log",
+    "minority_reports_proposed_attribution_log",
+    "minority_reports_cohort_log",
+    "minority_decisions_log",
+    "minority_events_log",
+];
+
+/// Protection feeds written under `<lake>/protection/` for outside readers.
+pub const FEEDS: &[(&str, &str)] = &[
+    (
+        "mmm_protection",
+        "SELECT * FROM mmm_protection ORDER BY event_id, store_id, sku, cell_start",
+    ),
+    (
+        "bandit_masks",
+        "SELECT * FROM bandit_masks ORDER BY arm_type, arm_id, mask_start, event_id",
+    ),
+];
+
+async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    let value = batches
+        .iter()
+        .find(|b| b.num_rows() > 0)
+        .map(|b| {
+            let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+            let col = col.as_primitive::<Int64Type>();
+            Ok::<_, DataFusionError>(if col.is_null(0) { 0 } else { col.value(0) })
+        })
+        .transpose()?
+        .unwrap_or(0);
+    Ok(value)
+}
+
+async fn scalar_ts(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
+    let batches = ctx.sql(sql).await?.collect().await?;
+    for b in batches {
+        if b.num_rows() == 0 {
+            continue;
+        }
+        let col = datafusion::arrow::compute::cast(
+            b.column(0),
+            &DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+        )?;
+        let col = col.as_primitive::<TimestampMicrosecondType>();
+        return Ok((!col.is_null(0)).then(|| col.value(0)));
+    }
+    Ok(None)
+}
+
+async fn total_log_rows(ctx: &SessionContext) -> Result<i64> {
+    let mut total = 0;
+    for log in LOGS {
+        total += scalar_i64(ctx, &format!("SELECT count(*) FROM {log}")).await?;
+    }
+    Ok(total)
+}
+
+fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTable> {
+    let ts = DataType::Timestamp(
+        datafusion::arrow::datatypes::TimeUnit::Microsecond,
+        Some("UTC".into()),
+    );
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("as_of", ts.clone(), false),
+        Field::new("written_at", ts, false),
+        Field::new("weekend", DataType::Boolean, false),
+    ]));
+    let weekday = chrono::DateTime::from_timestamp_micros(as_of)
+        .map(|d| chrono::Datelike::weekday(&d.date_naive()))
+        .ok_or_else(|| DataFusionError::Execution(format!("as_of {as_of} is out of range")))?;
+    let weekend = matches!(weekday, chrono::Weekday::Sat | chrono::Weekday::Sun);
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(vec![run_id])),
+        Arc::new(TimestampMicrosecondArray::from(vec![as_of]).with_timezone("UTC")),
+        Arc::new(TimestampMicrosecondArray::from(vec![written_at]).with_timezone("UTC")),
+        Arc::new(BooleanArray::from(vec![weekend])),
+    ];
+    let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
+    MemTable::try_new(schema, vec![vec![batch]])
+}
+
+/// Runs the whole pipeline once over a lake.
+pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
+    let ctx = new_context(session_config())?;
+    lake.register_object_store(&ctx)?;
+    lake.register_inputs(&ctx, options.as_of_micros).await?;
+    let migrations_applied = migrations::apply(&ctx, lake).await?;
+    run_views(&ctx, lake).await?;
+
+    // as_of: the given instant, else the latest bucket of sales seen.
+    let as_of = match options.as_of_micros {
+        Some(t) => Some(t),
+        None => scalar_ts(&ctx, "SELECT max(ts) FROM sales_clean").await?,
+    };
+    let written_at = chrono::Utc::now().timestamp_micros();
+    let as_of_value = as_of.unwrap_or(written_at);
+    let run_id = format!(
+        "R-{}-{}",
+        chrono::DateTime::from_timestamp_micros(written_at)
+            .map(|d| d.format("%Y%m%dT%H%M%S%.6fZ").to_string())
+            .unwrap_or_default(),
+        &blake3::hash(format!("{}|{as_of_value}|{written_at}", lake.url()).as_bytes()).to_hex()
+            [..8]
+    );
+    ctx.register_table(
+        "run_context",
+        Arc::new(run_context_table(&run_id, as_of_value, written_at)?),
+    )?;
+
+    let before = total_log_rows(&ctx).await?;
+    for stage in STAGES {
+        log::info!("stage {}", stage.name);
+        run_script(&ctx, lake, stage).await?;
+    }
+    let appended = total_log_rows(&ctx).await? - before;
+
+    let q = |sql: String| {
+        let ctx = &ctx;
+        async move { scalar_i64(ctx, &sql).await }
+    };
+    let this = format!("run_id = '{run_id}'");
+    let reports_new = q(format!(
+        "SELECT count(DISTINCT report_id) FROM minority_reports_detected_log WHERE {this} \
+         AND status <> 'retracted' AND report_id NOT IN (SELECT report_id FROM \
+         minority_reports_detected_log WHERE run_id <> '{run_id}')"
+    ))
+    .await?;
+    let touched = q(format!(
+        "SELECT count(DISTINCT report_id) FROM minority_reports_detected_log WHERE {this} AND status <> 'retracted'"
+    ))
+    .await?;
+    let summary = RunSummary {
+        run_id: run_id.clone(),
+        as_of: as_of.map(mrs_core::identity::rfc3339_utc_micros),
+        migrations_applied,
+        reports_new,
+        reports_updated: touched - reports_new,
+        reports_ended: q(format!("SELECT count(*) FROM minority_event_ended_log WHERE {this}")).await?,
+        reports_retracted: q(format!(
+            "SELECT count(*) FROM minority_reports_detected_log WHERE {this} AND status = 'retracted'"
+        ))
+        .await?,
+        events: q("SELECT count(*) FROM minority_events".into()).await?,
+        events_changed: q(format!("SELECT count(*) FROM minority_events_log WHERE {this}")).await?,
+        auto_confirmed: q(format!(
+            "SELECT count(*) FROM minority_decisions_log WHERE {this} AND decided_by = 'automation' AND action = 'confirm'"
+        ))
+        .await?,
+        waiting_for_review: q("SELECT count(*) FROM minority_events WHERE status = 'waiting for review'".into()).await?,
+        quarantined: q(format!("SELECT count(*) FROM quarantine_log WHERE {this}")).await?,
+        rows_appended: appended,
+    };
+
+    if appended > 0 {
+        run_statement(
+            &ctx,
+            &format!(
+                "INSERT INTO mrs_runs_log SELECT run_id, as_of, \
+                 CAST('{started}' AS TIMESTAMP(6) WITH TIME ZONE) AS started_at, now() AS finished_at, \
+                 {} AS reports_new, {} AS reports_updated, {} AS reports_ended, {} AS reports_retracted, \
+                 {} AS events, {} AS auto_confirmed, {} AS waiting_for_review, {} AS quarantined, \
+                 written_at FROM run_context",
+                summary.reports_new,
+                summary.reports_updated,
+                summary.reports_ended,
+                summary.reports_retracted,
+                summary.events,
+                summary.auto_confirmed,
+                summary.waiting_for_review,
+                summary.quarantined,
+                started = mrs_core::identity::rfc3339_utc_micros(written_at),
+            ),
+        )
+        .await?;
+    }
+    write_feeds(&ctx, lake).await?;
+    Ok(summary)
+}
+
+/// Rewrites the protection feeds from the hydrated views. Feeds are derived output, not logs:
+/// each run replaces them whole.
+pub async fn write_feeds(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    for (feed, query) in FEEDS {
+        let folder = format!("protection/{feed}");
+        lake.clear_folder(&folder).await?;
+        run_statement(
+            ctx,
+            &format!(
+                "COPY ({query}) TO '{}' STORED AS PARQUET",
+                lake.folder_url(&folder)
+            ),
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Re-exported for the shell: register the run-independent parts only.
+pub async fn register_for_queries(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    migrations::register_tables(ctx, lake).await?;
+    run_views(ctx, lake).await
+}
+
+#[allow(dead_code)]
+fn as_string(batch: &RecordBatch, col: usize) -> Vec<String> {
+    let c = batch.column(col).as_string::<i32>();
+    (0..batch.num_rows())
+        .map(|i| c.value(i).to_string())
+        .collect()
+}

@@ -1,0 +1,83 @@
+-- Stage 1, detect: score every store's sales with the causal robust seasonal model
+-- (mrs_detect, grouped by store) and keep one row per store-level anomaly window, a Minority
+-- Report with report_id = MR-blake3(store_id | first_detected_from) (DESIGN §3).
+CREATE OR REPLACE TABLE stage_detect_raw AS
+SELECT store_id, unnest(reports) AS r
+FROM (SELECT store_id, mrs_detect(sku, ts, units) AS reports FROM sales_clean GROUP BY store_id);
+
+CREATE OR REPLACE TABLE stage_detected_base AS
+SELECT
+    mrs_report_id(w.store_id, w.r['first_detected_from']) AS report_id,
+    w.store_id, s.retailer_id, s.region,
+    CASE WHEN w.r['window_end'] IS NULL THEN 'open' ELSE 'ended' END AS status,
+    w.r['first_detected_from'] AS window_start,
+    w.r['window_end'] AS window_end,
+    w.r['last_anomalous_ts'] AS last_anomalous_ts,
+    w.r['peak_ts'] AS peak_ts,
+    w.r['direction'] AS direction,
+    w.r['severity'] AS severity,
+    w.r['anomalous_buckets'] AS anomalous_buckets,
+    w.r['actual_units'] AS actual_units,
+    w.r['baseline_units'] AS baseline_units,
+    w.r['excess_units'] AS excess_units,
+    w.r['noise_units'] AS noise_units,
+    CASE WHEN w.r['noise_units'] > 0 THEN w.r['excess_units'] / w.r['noise_units'] END AS magnitude,
+    w.r['affected_skus'] AS affected_skus,
+    w.r['total_skus'] AS total_skus,
+    w.r['sku_evidence'] AS sku_evidence,
+    w.r['profile'] AS profile,
+    w.r['dq_ratio'] AS dq_ratio,
+    w.r['dq_integer_multiple_share'] AS dq_integer_multiple_share,
+    w.r['dq_zero_share'] AS dq_zero_share,
+    w.r['dq_catchup'] AS dq_catchup,
+    w.r['dq_stuck_share'] AS dq_stuck_share,
+    w.r['dq_negative_count'] AS dq_negative_count
+FROM stage_detect_raw w
+LEFT JOIN stores s ON s.store_id = w.store_id;
+
+-- The SKUs that drive each report, largest absolute excess first (at most five).
+CREATE OR REPLACE TABLE stage_top_skus AS
+SELECT report_id, array_slice(array_agg(sku ORDER BY abs_excess DESC, sku), 1, 5) AS top_skus
+FROM (SELECT report_id, e['sku'] AS sku, abs(e['excess']) AS abs_excess
+      FROM (SELECT report_id, unnest(sku_evidence) AS e FROM stage_detected_base))
+GROUP BY report_id;
+
+CREATE OR REPLACE TABLE stage_detected AS
+SELECT b.*, t.top_skus,
+       -- total_skus is left out of the hash: a SKU first sold after the window must not
+       -- re-snapshot a finished report.
+       mrs_content_hash(b.status, b.window_end, b.last_anomalous_ts, b.peak_ts, b.direction,
+                        b.severity, b.anomalous_buckets, b.actual_units, b.baseline_units,
+                        b.noise_units, b.affected_skus, b.sku_evidence) AS content_hash
+FROM stage_detected_base b LEFT JOIN stage_top_skus t ON t.report_id = b.report_id;
+
+-- Append a snapshot for every new or changed report.
+INSERT INTO minority_reports_detected_log
+SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_start, d.window_end,
+       d.last_anomalous_ts, d.peak_ts, d.direction, d.severity, d.anomalous_buckets,
+       d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
+       d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
+       d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
+       d.dq_negative_count, 'mrs-detect 0.1' AS detector_version, d.content_hash,
+       rc.run_id, rc.written_at
+FROM stage_detected d
+CROSS JOIN run_context rc
+LEFT JOIN latest_detected l ON l.report_id = d.report_id
+WHERE l.report_id IS NULL OR l.content_hash <> d.content_hash;
+
+-- A report that the data no longer supports (a late correction moved or removed it) is
+-- retracted by an appended snapshot, never by disappearing from the history.
+INSERT INTO minority_reports_detected_log
+SELECT l.report_id, l.store_id, l.retailer_id, l.region, 'retracted' AS status, l.window_start,
+       l.window_end, l.last_anomalous_ts, l.peak_ts, l.direction, l.severity, l.anomalous_buckets,
+       l.actual_units, l.baseline_units, l.excess_units, l.noise_units, l.magnitude,
+       l.affected_skus, l.total_skus, l.top_skus, l.sku_evidence, l.profile,
+       l.dq_ratio, l.dq_integer_multiple_share, l.dq_zero_share, l.dq_catchup, l.dq_stuck_share,
+       l.dq_negative_count, l.detector_version,
+       mrs_content_hash('retracted', l.content_hash) AS content_hash,
+       rc.run_id, rc.written_at
+FROM latest_detected l
+CROSS JOIN run_context rc
+WHERE l.status <> 'retracted'
+  AND l.window_start < rc.as_of
+  AND l.report_id NOT IN (SELECT report_id FROM stage_detected);
