@@ -1,30 +1,12 @@
--- Stage 8, event snapshots: the status each event is in after the decisions, and a snapshot in
--- minority_events_log whenever anything about the event changed.
---   no decision                      -> waiting for review
---   confirm by automation            -> auto-confirmed
---   confirm or reattribute (analyst) -> confirmed (reattribute also sets the cause)
---   reject -> rejected, close -> closed, reopen -> waiting for review
+-- Stage 8, event snapshots: the status each event is in after the decisions (event_decisions
+-- view), and a snapshot in minority_events_log whenever anything about the event changed.
 
 CREATE OR REPLACE TABLE stage_event_status AS
 SELECT e.*,
-       CASE
-           WHEN d.action IS NULL OR d.action = 'reopen' THEN 'waiting for review'
-           WHEN d.action = 'confirm' AND d.decided_by = 'automation' THEN 'auto-confirmed'
-           WHEN d.action IN ('confirm', 'reattribute') THEN 'confirmed'
-           WHEN d.action = 'reject' THEN 'rejected'
-           WHEN d.action = 'close' THEN 'closed'
-           ELSE 'waiting for review'
-       END AS status,
-       coalesce(ra.cause, e.cause) AS final_cause
+       coalesce(d.decided_status, 'waiting for review') AS status,
+       coalesce(d.reattributed_cause, e.cause) AS final_cause
 FROM stage_events e
-LEFT JOIN latest_decisions d ON d.report_group_id = e.report_group_id
-LEFT JOIN (
-    SELECT report_group_id, cause FROM (
-        SELECT report_group_id, cause,
-               row_number() OVER (PARTITION BY report_group_id ORDER BY decided_at DESC, decision_id DESC) AS rk
-        FROM minority_decisions_log WHERE action = 'reattribute' AND cause IS NOT NULL
-    ) WHERE rk = 1
-) ra ON ra.report_group_id = e.report_group_id;
+LEFT JOIN event_decisions d ON d.report_group_id = e.report_group_id;
 
 CREATE OR REPLACE TABLE stage_event_rows AS
 SELECT report_group_id, status, report_ids, n_reports, n_stores, n_retailers,
@@ -45,7 +27,7 @@ SELECT report_group_id, status, report_ids, n_reports, n_stores, n_retailers,
        store_ids, retailer_ids, skus, window_start, window_end,
        sum_actual, sum_baseline, sum_excess, avg_severity, max_severity,
        final_cause AS cause, confidence,
-       CASE WHEN confidence >= 0.8 THEN 'High' WHEN confidence >= 0.5 THEN 'Medium' ELSE 'Low' END AS confidence_tier,
+       mrs_confidence_tier(confidence) AS confidence_tier,
        impact_vector, merged_from,
        mrs_content_hash(status, report_ids, store_ids, window_start, window_end, sum_actual,
                         sum_baseline, max_severity, final_cause, confidence) AS content_hash

@@ -22,14 +22,49 @@ LEFT JOIN latest_attribution a ON a.report_id = d.report_id
 LEFT JOIN latest_cohort h ON h.report_id = d.report_id
 WHERE d.status <> 'retracted';
 
--- One row per Minority Event: its latest snapshot.
-CREATE OR REPLACE VIEW minority_events AS
-SELECT * FROM latest_events WHERE status <> 'dissolved';
+-- What the decisions say about each event: the status implied by the decision in force and the
+-- cause of the latest re-attribution. Used by the events stage and by minority_events, so a
+-- decision shows at once, before the next run snapshots it.
+--   no decision, or reopen           -> waiting for review
+--   confirm by automation            -> auto-confirmed
+--   confirm or reattribute (analyst) -> confirmed
+--   reject -> rejected, close -> closed
+CREATE OR REPLACE VIEW event_decisions AS
+SELECT d.report_group_id,
+       CASE
+           WHEN d.action = 'confirm' AND d.decided_by = 'automation' THEN 'auto-confirmed'
+           WHEN d.action IN ('confirm', 'reattribute') THEN 'confirmed'
+           WHEN d.action = 'reject' THEN 'rejected'
+           WHEN d.action = 'close' THEN 'closed'
+           ELSE 'waiting for review'
+       END AS decided_status,
+       d.decided_by, d.decided_at, d.note,
+       ra.cause AS reattributed_cause
+FROM latest_decisions d
+LEFT JOIN (
+    SELECT report_group_id, cause FROM (
+        SELECT report_group_id, cause,
+               row_number() OVER (PARTITION BY report_group_id
+                                  ORDER BY decided_at DESC, decision_id DESC) AS rk
+        FROM minority_decisions_log WHERE action = 'reattribute' AND cause IS NOT NULL
+    ) WHERE rk = 1
+) ra ON ra.report_group_id = d.report_group_id;
 
--- Events waiting for an analyst, most consequential first: more stores, more absolute excess.
+-- One row per live Minority Event: its latest snapshot, with the decisions in force applied.
+CREATE OR REPLACE VIEW minority_events AS
+SELECT e.* REPLACE (
+           coalesce(d.decided_status, e.status) AS status,
+           coalesce(d.reattributed_cause, e.cause) AS cause),
+       d.decided_by, d.decided_at, d.note AS decision_note
+FROM latest_events e
+LEFT JOIN event_decisions d ON d.report_group_id = e.report_group_id
+WHERE e.status <> 'dissolved';
+
+-- Events waiting for an analyst, most consequential first: more stores, then more absolute
+-- excess. `priority` is that rank (1 = first); order by it, as a view's own order is not kept.
 CREATE OR REPLACE VIEW review_queue AS
-SELECT report_group_id, cause, confidence, confidence_tier, n_stores, n_retailers,
+SELECT row_number() OVER (ORDER BY n_stores DESC, abs(sum_excess) DESC, report_group_id) AS priority,
+       report_group_id, cause, confidence, confidence_tier, n_stores, n_retailers,
        sum_excess, window_start, window_end, store_id_1, retailer_1, store_id_2, retailer_2
 FROM minority_events
-WHERE status = 'waiting for review'
-ORDER BY n_stores DESC, abs(sum_excess) DESC, report_group_id;
+WHERE status = 'waiting for review';

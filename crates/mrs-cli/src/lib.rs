@@ -185,67 +185,18 @@ async fn decide(
     note: &str,
     by: &str,
 ) -> Result<()> {
-    if action == "reattribute" && cause.is_none() {
-        return Err(DataFusionError::Plan("reattribute needs --cause".into()));
-    }
-    let cause = cause
-        .map(|c| {
-            c.parse::<mrs_core::taxonomy::Cause>()
-                .map(|c| c.as_str().to_string())
-        })
-        .transpose()
-        .map_err(DataFusionError::from)?;
-    let ctx = mrs_pipeline::open_session(lake, None).await?;
-    let quoted = |s: &str| format!("'{}'", s.replace('\'', "''"));
-    let exists = ctx
-        .sql(&format!(
-            "SELECT count(*) FROM minority_events WHERE report_group_id = {}",
-            quoted(event_id)
-        ))
-        .await?
-        .collect()
-        .await?;
-    let n = exists
-        .first()
-        .and_then(|b| {
-            b.column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0))
-        })
-        .unwrap_or(0);
-    if n == 0 {
-        return Err(DataFusionError::Plan(format!(
-            "no event {event_id} in {}",
-            lake.url()
-        )));
-    }
-    let now = chrono::Utc::now();
-    let decision_id = format!(
-        "D-{}",
-        &blake3_hex(&format!(
-            "{event_id}|{action}|{by}|{}",
-            now.timestamp_micros()
-        ))[..24]
-    );
-    let sql = format!(
-        "INSERT INTO minority_decisions_log VALUES ({}, {}, {}, {}, {}, {}, NULL, now(), NULL)",
-        quoted(&decision_id),
-        quoted(event_id),
-        quoted(action),
-        cause.as_deref().map_or("NULL".to_string(), quoted),
-        quoted(note),
-        quoted(by)
-    );
-    ctx.sql(&sql).await?.collect().await?;
+    let decision = mrs_pipeline::decisions::Decision {
+        event_id,
+        action,
+        cause,
+        note,
+        decided_by: by,
+    };
+    let id = mrs_pipeline::decisions::record(lake, &decision).await?;
     println!(
-        "recorded {decision_id}: {action} {event_id}; run `mrs run` to refresh events and feeds"
+        "recorded {id}: {action} {event_id}; it shows in minority_events now, in the logs and feeds after `mrs run`"
     );
     Ok(())
-}
-
-fn blake3_hex(s: &str) -> String {
-    mrs_core::identity::content_hash(&[s])
 }
 
 async fn demo(lake_location: &str, seed: u64) -> Result<()> {

@@ -6,8 +6,10 @@
 //! - [`script`]: the embedded `sql/` scripts and a statement runner that names the failing
 //!   script and statement;
 //! - [`migrations`]: checksummed, applied-once migrations;
-//! - [`runner`]: `mrs run`.
+//! - [`runner`]: `mrs run`;
+//! - [`decisions`]: analyst decisions (`mrs decide`).
 
+pub mod decisions;
 pub mod lake;
 pub mod migrations;
 pub mod runner;

@@ -89,6 +89,10 @@ pub const FEEDS: &[(&str, &str)] = &[
         "bandit_masks",
         "SELECT * FROM bandit_masks ORDER BY arm_type, arm_id, mask_start, event_id",
     ),
+    (
+        "protected_sales",
+        "SELECT * FROM protected_sales ORDER BY store_id, sku, ts",
+    ),
 ];
 
 async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
@@ -272,18 +276,4 @@ pub async fn write_feeds(ctx: &SessionContext, lake: &Lake) -> Result<()> {
         .await?;
     }
     Ok(())
-}
-
-/// Re-exported for the shell: register the run-independent parts only.
-pub async fn register_for_queries(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    migrations::register_tables(ctx, lake).await?;
-    run_views(ctx, lake).await
-}
-
-#[allow(dead_code)]
-fn as_string(batch: &RecordBatch, col: usize) -> Vec<String> {
-    let c = batch.column(col).as_string::<i32>();
-    (0..batch.num_rows())
-        .map(|i| c.value(i).to_string())
-        .collect()
 }

@@ -5,6 +5,7 @@
 //! | `mrs_report_id(store_id, first_detected_from)` | `MR-<blake3 hex>` | NULL |
 //! | `mrs_event_id(founding_report_id)` | `ME-<32 hex>` | NULL |
 //! | `mrs_content_hash(v1, ..., vn)` | 32 hex chars over the values' text | NULL values hash as a marker, never NULL |
+//! | `mrs_confidence_tier(confidence [, medium, high])` | `Low`, `Medium` or `High` | NULL / NaN give NULL |
 //!
 //! All are scalar, immutable and O(row).
 
@@ -14,6 +15,7 @@ use datafusion::error::Result;
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::ScalarUDF;
 
+pub mod confidence_tier;
 pub mod content_hash;
 pub mod event_id;
 pub mod report_id;
@@ -25,6 +27,9 @@ pub fn all_functions() -> Vec<Arc<ScalarUDF>> {
         Arc::new(ScalarUDF::new_from_impl(event_id::EventIdFunc::new())),
         Arc::new(ScalarUDF::new_from_impl(
             content_hash::ContentHashFunc::new(),
+        )),
+        Arc::new(ScalarUDF::new_from_impl(
+            confidence_tier::ConfidenceTierFunc::new(),
         )),
     ]
 }

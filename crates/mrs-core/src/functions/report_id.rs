@@ -11,7 +11,8 @@ use datafusion::arrow::datatypes::{DataType, TimestampMicrosecondType};
 use datafusion::common::utils::take_function_args;
 use datafusion::common::{Result, plan_err};
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 use datafusion_macros::user_doc;
 
@@ -46,7 +47,14 @@ impl Default for ReportIdFunc {
 impl ReportIdFunc {
     pub fn new() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            // The Exact variant gives SHOW FUNCTIONS an example; UserDefined coerces the rest.
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Exact(vec![DataType::Utf8, ts_type()]),
+                    TypeSignature::UserDefined,
+                ],
+                Volatility::Immutable,
+            ),
         }
     }
 }
