@@ -72,26 +72,28 @@ pub async fn apply(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
         .await?
         .collect()
         .await?;
-    let mut recorded = std::collections::HashMap::new();
+    // Every checksum ever recorded for a version counts: one that differs is a changed script.
+    let mut recorded: std::collections::HashMap<String, Vec<String>> = Default::default();
     for batch in &applied {
         let versions = batch.column(0).as_string::<i32>();
         let sums = batch.column(1).as_string::<i32>();
         for i in 0..batch.num_rows() {
-            recorded.insert(versions.value(i).to_string(), sums.value(i).to_string());
+            recorded
+                .entry(versions.value(i).to_string())
+                .or_default()
+                .push(sums.value(i).to_string());
         }
     }
     let mut newly_applied = Vec::new();
     for m in MIGRATIONS {
         let sum = checksum(m);
         let previous = recorded.get(m.name);
-        if let Some(previous) = previous {
-            if *previous != sum {
-                return Err(DataFusionError::Plan(format!(
-                    "migration {} was applied with checksum {previous} but the script now has \
-                     checksum {sum}: applied migrations must not change; add a new migration",
-                    m.name
-                )));
-            }
+        if let Some(other) = previous.and_then(|sums| sums.iter().find(|s| **s != sum)) {
+            return Err(DataFusionError::Plan(format!(
+                "migration {} was applied with checksum {other} but the script now has \
+                 checksum {sum}: applied migrations must not change; add a new migration",
+                m.name
+            )));
         }
         for stmt in statements(&render(m.sql, lake))? {
             if is_declaration(&stmt) || previous.is_none() {

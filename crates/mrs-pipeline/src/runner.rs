@@ -132,7 +132,9 @@ async fn scalar_ts(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
 async fn total_log_rows(ctx: &SessionContext) -> Result<i64> {
     let mut total = 0;
     for log in LOGS {
-        total += scalar_i64(ctx, &format!("SELECT count(*) FROM {log}")).await?;
+        total += scalar_i64(ctx, &format!("SELECT count(*) FROM {log}"))
+            .await
+            .map_err(|e| DataFusionError::Execution(format!("reading log {log}: {e}")))?;
     }
     Ok(total)
 }
