@@ -9,7 +9,7 @@
 //! | seasonal level | `m = median` of those values |
 //! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values); `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
 //! | baseline | `b = m * f` |
-//! | scale | `max(1, 1.4826 * MAD)` of the Anscombe residuals of the trailing scale window (a week), recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
+//! | scale | count-aware: `scale_t = c * sqrt(1 + kappa * max(b_t, 0))`, the Anscombe-scale sd of an overdispersed (negative binomial, `var = mu + kappa mu^2`) count with mean `b_t`; `kappa` and `c` are fitted on the residuals `r_j` of the trailing scale window (a week) once per day, see [`fit_dispersion`]; `c = 1, kappa = 0` (the Poisson value) with fewer than 8 residuals |
 //! | z | `(a(y) - a(b)) / scale`, `a` = [`anscombe`] |
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
@@ -36,9 +36,7 @@
 //! `O(n)` memory, no allocation per bucket (scratch buffers are reused across series).
 
 use super::grid::SeasonPlan;
-use super::robust::{
-    anscombe, inverse_anscombe, median_in_place, robust_sd_in_place, small_median,
-};
+use super::robust::{anscombe, inverse_anscombe, median_in_place, small_median};
 
 /// Default alert threshold on `abs(z)` (score 0.5).
 pub const DEFAULT_Z_ALERT: f64 = 5.0;
@@ -52,6 +50,52 @@ pub const MIN_SEASONS: usize = 2;
 const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
 /// Minimum residuals before the scale is estimated from data.
 const MIN_SCALE_RESIDUALS: usize = 8;
+
+/// Median of a squared standard normal: `median(r^2) = 0.4549 sd^2`.
+const MEDIAN_CHI2_1: f64 = 0.454_936_423_119_572_7;
+/// Largest dispersion `kappa` (`1 / phi`) the scale fit considers.
+const MAX_KAPPA: f64 = 16.0;
+
+/// Robust fit of the residual scale model `sd_j = c * sqrt(1 + kappa * b_j)` (Anscombe scale,
+/// `b_j >= 0` the baselines) from squared residuals `r2[j]`: with `kappa = 0`,
+/// `c0^2 = median(r^2) / 0.4549` (the MAD-style estimate around 0). If `c0 <= 1` the data are
+/// no noisier than Poisson: `(1, 0)`. Otherwise `c = 1` and `kappa` solves
+/// `median(r_j^2 / (1 + kappa b_j)) = 0.4549` (monotone in `kappa`, found by bisection on a log
+/// grid), which puts the extra variance where the counts are high, as a negative binomial
+/// does: a single week-wide scale under-states the noise of busy hours and over-states that of
+/// quiet ones. When no `kappa <= 16` explains the spread (baselines near zero) it falls back to
+/// `(c0, 0)`. `tmp` is scratch. Returns `(c, kappa)`.
+pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
+    let med = |kappa: f64, tmp: &mut Vec<f64>| {
+        tmp.clear();
+        tmp.extend(
+            r2.iter()
+                .zip(b)
+                .map(|(r, b)| r / (1.0 + kappa * b.max(0.0))),
+        );
+        median_in_place(tmp)
+    };
+    let c0 = (med(0.0, tmp) / MEDIAN_CHI2_1).sqrt();
+    if !c0.is_finite() || c0 <= 1.0 {
+        return (1.0, 0.0);
+    }
+    if med(MAX_KAPPA, tmp) > MEDIAN_CHI2_1 {
+        return (c0, 0.0);
+    }
+    let (mut lo, mut hi) = ((1e-4f64).ln(), MAX_KAPPA.ln());
+    if med(1e-4, tmp) <= MEDIAN_CHI2_1 {
+        return (1.0, 1e-4);
+    }
+    for _ in 0..24 {
+        let mid = 0.5 * (lo + hi);
+        if med(mid.exp(), tmp) > MEDIAN_CHI2_1 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (1.0, hi.exp())
+}
 
 /// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
 #[inline]
@@ -111,7 +155,11 @@ pub struct Scorer {
     clean: Vec<f64>,
     ratio: Vec<f64>,
     resid: Vec<f64>,
+    /// Expected value behind each residual (for the count-aware scale).
+    resid_b: Vec<f64>,
     tmp: Vec<f64>,
+    tmp_b: Vec<f64>,
+    tmp_fit: Vec<f64>,
 }
 
 impl Scorer {
@@ -123,7 +171,10 @@ impl Scorer {
             clean: Vec::new(),
             ratio: Vec::new(),
             resid: Vec::new(),
+            resid_b: Vec::new(),
             tmp: Vec::new(),
+            tmp_b: Vec::new(),
+            tmp_fit: Vec::new(),
         }
     }
 
@@ -143,14 +194,19 @@ impl Scorer {
         let Some(first) = y.iter().position(|v| !v.is_nan()) else {
             return;
         };
-        for v in [&mut self.clean, &mut self.ratio, &mut self.resid] {
+        for v in [
+            &mut self.clean,
+            &mut self.ratio,
+            &mut self.resid,
+            &mut self.resid_b,
+        ] {
             v.clear();
             v.resize(n, f64::NAN);
         }
         let z_alert = self.z_alert;
         let per_day = self.plan.per_day.max(1);
         let window = self.plan.scale_window.max(1);
-        let mut scale = 1.0;
+        let (mut scale_c, mut kappa) = (1.0, 0.0);
         let mut next_scale_at = 0usize;
         let mut level = 1.0;
         let mut level_season = 0usize;
@@ -191,6 +247,7 @@ impl Scorer {
                     let prev = self.clean[t - s];
                     if !prev.is_nan() {
                         self.resid[t] = (anscombe(yt) - anscombe(prev)) / WARMUP_DIFF_SCALE;
+                        self.resid_b[t] = 0.5 * (yt + prev);
                     }
                 }
                 continue;
@@ -212,21 +269,27 @@ impl Scorer {
                 level_season = season;
                 next_level_at = t + (l / 48).max(1);
             }
-            // Robust scale, recomputed once per day.
+            // Count-aware robust scale, refitted once per day.
             if t >= next_scale_at {
                 self.tmp.clear();
+                self.tmp_b.clear();
                 let from = t.saturating_sub(window).max(first);
-                self.tmp
-                    .extend(self.resid[from..t].iter().copied().filter(|v| !v.is_nan()));
-                scale = if self.tmp.len() >= MIN_SCALE_RESIDUALS {
-                    let sd = robust_sd_in_place(&mut self.tmp);
-                    if sd.is_finite() { sd.max(1.0) } else { 1.0 }
+                for j in from..t {
+                    let r = self.resid[j];
+                    if !r.is_nan() {
+                        self.tmp.push(r * r);
+                        self.tmp_b.push(self.resid_b[j]);
+                    }
+                }
+                (scale_c, kappa) = if self.tmp.len() >= MIN_SCALE_RESIDUALS {
+                    fit_dispersion(&self.tmp, &self.tmp_b, &mut self.tmp_fit)
                 } else {
-                    1.0
+                    (1.0, 0.0)
                 };
                 next_scale_at = t + per_day;
             }
             let b = m * level;
+            let scale = scale_c * (1.0 + kappa * b.max(0.0)).sqrt();
             let ab = anscombe(b);
             let z = (anscombe(yt) - ab) / scale;
             out.baseline[t] = b;
@@ -243,6 +306,7 @@ impl Scorer {
                 self.clean[t] = yt;
                 self.resid[t] = anscombe(yt) - ab;
             }
+            self.resid_b[t] = b;
         }
     }
 }
