@@ -6,6 +6,7 @@
 # For each seed: `mrs synth` into /tmp/<preset>-<seed> (or /tmp/<preset>-clean-<seed> with
 # --no-anomalies) unless the lake exists (--fresh rewrites it), then detection from scratch
 # (logs/ and meta/ removed; inputs and truth kept), `mrs run`, `mrs eval --format json`.
+# Prints a per-seed table and the mean. LAKE_PREFIX (default /tmp/) prefixes the lake paths.
 # Prints a per-seed table and the mean. With --no-anomalies it prints false reports per 1,000
 # store-days instead. Uses $MRS (default: $CARGO_TARGET_DIR/release/mrs).
 set -euo pipefail
@@ -26,7 +27,7 @@ MRS="${MRS:-${CARGO_TARGET_DIR:-target}/release/mrs}"
 [ -x "$MRS" ] || { echo "no mrs binary at $MRS (cargo build --release --bin mrs)" >&2; exit 2; }
 out=$(mktemp -d)
 for s in $seeds; do
-  if [ $clean = 1 ]; then lake="/tmp/$preset-clean-$s"; else lake="/tmp/$preset-$s"; fi
+  if [ $clean = 1 ]; then lake="${LAKE_PREFIX:-/tmp/}$preset-clean-$s"; else lake="${LAKE_PREFIX:-/tmp/}$preset-$s"; fi
   if [ $fresh = 1 ] || [ ! -d "$lake/input/sales" ]; then
     rm -rf "$lake"
     if [ $clean = 1 ]; then
