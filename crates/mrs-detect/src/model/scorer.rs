@@ -97,7 +97,7 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     };
     let (v_lo, b_lo, n_lo) = half(false, tmp);
     let (v_hi, b_hi, n_hi) = half(true, tmp);
-    if n_lo < 2 || n_hi < 2 || !(v_lo > 0.0) || !v_hi.is_finite() {
+    if n_lo < 2 || n_hi < 2 || v_lo.is_nan() || v_lo <= 0.0 || !v_hi.is_finite() {
         return (1.0, 0.0);
     }
     let rho = v_hi / v_lo;
