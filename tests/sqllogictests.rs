@@ -32,7 +32,9 @@ fn slt_files(root: &Path) -> Vec<PathBuf> {
 
 fn context() -> datafusion::error::Result<SessionContext> {
     // Two target partitions so that multi-partition plans are exercised even on one core.
-    let config = SessionConfig::new().with_target_partitions(2);
+    let config = SessionConfig::new()
+        .with_target_partitions(2)
+        .with_information_schema(true);
     let mut ctx = SessionContext::new_with_config(config);
     mrs_core::register_all(&mut ctx)?;
     mrs_detect::register_all(&mut ctx)?;

@@ -1,9 +1,25 @@
 -- Stage 1, detect: score every store's sales with the causal robust seasonal model
 -- (mrs_detect, grouped by store) and keep one row per store-level anomaly window, a Minority
 -- Report with report_id = MR-blake3(store_id | first_detected_from) (DESIGN §3).
+--
+-- Holidays (input/holidays: a day, national when region is NULL, else for the stores of that
+-- region) are not scored: their buckets are left out of the detector's input, so they are
+-- neither normal nor anomalous, never enter the seasonal history or the level correction
+-- (a whole-day holiday uplift would otherwise pre-load the level and hide a shift starting
+-- the next day), and raise no report. An anomaly on a holiday is found from the next bucket
+-- on. Without a holidays table every bucket is scored.
+CREATE OR REPLACE TABLE stage_holiday_store_days AS
+SELECT DISTINCT st.store_id, h.day
+FROM holidays h JOIN stores st ON h.region IS NULL OR h.region = st.region;
+
 CREATE OR REPLACE TABLE stage_detect_raw AS
 SELECT store_id, unnest(reports) AS r
-FROM (SELECT store_id, mrs_detect(sku, ts, units) AS reports FROM sales_clean GROUP BY store_id);
+FROM (SELECT s.store_id, mrs_detect(s.sku, s.ts, s.units) AS reports
+      FROM sales_clean s
+      LEFT JOIN stage_holiday_store_days hd
+        ON hd.store_id = s.store_id AND hd.day = CAST(s.ts AS DATE)
+      WHERE hd.store_id IS NULL
+      GROUP BY s.store_id);
 
 CREATE OR REPLACE TABLE stage_detected_base AS
 SELECT
@@ -58,7 +74,7 @@ SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_star
        d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
        d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
        d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
-       d.dq_negative_count, 'mrs-detect 0.1' AS detector_version, d.content_hash,
+       d.dq_negative_count, 'mrs-detect 0.2' AS detector_version, d.content_hash,
        rc.run_id, rc.written_at
 FROM stage_detected d
 CROSS JOIN run_context rc

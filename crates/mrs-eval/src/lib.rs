@@ -7,6 +7,14 @@
 //! anomaly with the largest overlap. Only anomalies that started before the lake's last bucket
 //! count.
 //!
+//! Naive reference (`naive` in the JSON): a global 3-sigma z-score per store x SKU series over
+//! the series' whole history (mean and population sd of its recorded bucket values, so it looks
+//! into the future and never adapts), computed with DataFusion SQL over `sales_clean`. Flagged
+//! cells are merged per store into windows of consecutive buckets, and each window is scored as
+//! a report of its own event with the same matching rule as the real detector. It is the bar
+//! the model must clear: a generator on which it scores >= 0.7 in both recall and precision is
+//! too easy.
+//!
 //! The JSON keys are stable (see [`EvalReport`] and README "Evaluation"): detection recall,
 //! event-level precision and F1, report-level precision, recall by magnitude (>= 3 and < 3
 //! noise units), median detection delay in buckets, attribution top-1/top-3 overall and per
@@ -103,12 +111,29 @@ pub struct CalibrationBin {
     pub accuracy: f64,
 }
 
+/// The naive reference detector, scored with the same matching rules.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct NaiveMetrics {
+    /// How the reference flags cells.
+    pub method: String,
+    pub recall: f64,
+    /// Windows matching some true anomaly, over all windows (each window is its own event).
+    pub precision: f64,
+    pub f1: f64,
+    pub recall_magnitude_ge_3: f64,
+    pub recall_magnitude_lt_3: f64,
+    pub median_delay_buckets: Option<f64>,
+    pub reports: usize,
+}
+
 /// The whole evaluation; its JSON form is `mrs eval --format json`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct EvalReport {
     pub lake: String,
     pub step_seconds: i64,
     pub detection: DetectionMetrics,
+    /// The naive reference detector on the same data (see the module header).
+    pub naive: NaiveMetrics,
     pub attribution: AttributionMetrics,
     pub cohort: CohortMetrics,
     pub calibration: Vec<CalibrationBin>,
@@ -270,7 +295,74 @@ pub async fn evaluate_lake(lake: &Lake) -> Result<EvalReport> {
         .unwrap_or(0);
     let mut report = evaluate(&truth, &reports, n_events, step);
     report.lake = lake.url().to_string();
+    let naive = naive_reports(&ctx, step).await?;
+    let d = evaluate(&truth, &naive, 0, step).detection;
+    report.naive = NaiveMetrics {
+        method: NAIVE_METHOD.to_string(),
+        recall: d.recall,
+        precision: d.precision,
+        f1: d.f1,
+        recall_magnitude_ge_3: d.recall_magnitude_ge_3,
+        recall_magnitude_lt_3: d.recall_magnitude_lt_3,
+        median_delay_buckets: d.median_delay_buckets,
+        reports: d.reports,
+    };
     Ok(report)
+}
+
+/// Description of the naive reference, written into the JSON.
+pub const NAIVE_METHOD: &str = "global 3-sigma z-score per store x SKU over the whole history; flagged cells merged into per-store windows of consecutive buckets";
+
+/// The naive reference's windows as reports: cells of a store x SKU series whose value is more
+/// than 3 population standard deviations from the series' mean over its whole history, merged
+/// per store into windows of consecutive flagged buckets (gaps-and-islands).
+pub fn naive_sql(step_seconds: i64) -> String {
+    format!(
+        "WITH cells AS (
+            SELECT store_id, sku, ts, sum(units) AS u FROM sales_clean GROUP BY store_id, sku, ts),
+        stats AS (
+            SELECT store_id, sku, avg(u) AS mu, stddev_pop(u) AS sd FROM cells GROUP BY store_id, sku),
+        flagged AS (
+            SELECT DISTINCT c.store_id, to_unixtime(c.ts) AS t
+            FROM cells c JOIN stats s ON s.store_id = c.store_id AND s.sku = c.sku
+            WHERE s.sd > 0 AND abs(c.u - s.mu) > 3 * s.sd),
+        islands AS (
+            SELECT store_id, t,
+                   CASE WHEN t - lag(t) OVER (PARTITION BY store_id ORDER BY t) <= {step_seconds}
+                        THEN 0 ELSE 1 END AS new_window
+            FROM flagged),
+        numbered AS (
+            SELECT store_id, t,
+                   sum(new_window) OVER (PARTITION BY store_id ORDER BY t
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS w
+            FROM islands)
+        SELECT store_id, min(t) AS start_s, max(t) + {step_seconds} AS end_s
+        FROM numbered GROUP BY store_id, w ORDER BY store_id, start_s"
+    )
+}
+
+async fn naive_reports(ctx: &SessionContext, step_seconds: i64) -> Result<Vec<PredictedReport>> {
+    let mut out = Vec::new();
+    for b in query(ctx, &naive_sql(step_seconds)).await? {
+        let stores = str_column(&b, "store_id")?;
+        let starts = f64_column(&b, "start_s")?;
+        let ends = f64_column(&b, "end_s")?;
+        for i in 0..b.num_rows() {
+            let (Some(store), Some(s), Some(e)) = (stores[i].clone(), starts[i], ends[i]) else {
+                continue;
+            };
+            out.push(PredictedReport {
+                report_id: format!("naive-{}-{}", store, s as i64),
+                store_id: store,
+                start: s as i64 * 1_000_000,
+                end: e as i64 * 1_000_000,
+                causes: [None, None, None],
+                confidence: None,
+                group_id: None,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Pure evaluation over loaded truth and reports.
@@ -489,6 +581,7 @@ pub fn evaluate(
         lake: String::new(),
         step_seconds,
         detection,
+        naive: NaiveMetrics::default(),
         attribution,
         cohort,
         calibration,
@@ -533,6 +626,14 @@ impl EvalReport {
             "median delay (buckets)",
             d.median_delay_buckets
                 .map_or("-".into(), |v| format!("{v:.1}")),
+        );
+        let n = &self.naive;
+        line(
+            "naive 3-sigma recall / precision",
+            format!(
+                "{:.3} / {:.3} (>= 3: {:.3}; {} windows)",
+                n.recall, n.precision, n.recall_magnitude_ge_3, n.reports
+            ),
         );
         line(
             "attribution top-1",

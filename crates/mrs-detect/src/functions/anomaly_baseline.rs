@@ -15,9 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
-use datafusion::logical_expr::{
-    Documentation, PartitionEvaluator, Signature, Volatility, WindowUDFImpl,
-};
+use datafusion::logical_expr::{Documentation, PartitionEvaluator, Signature, WindowUDFImpl};
 use datafusion_macros::user_doc;
 
 use super::{SeriesEvaluator, coerce_numeric, coerce_ts, positive_int_arg};
@@ -56,7 +54,10 @@ impl Default for AnomalyBaseline {
 impl AnomalyBaseline {
     pub fn new() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            signature: super::documented_signature(vec![
+                vec![super::utc_ts(), DataType::Float64],
+                vec![super::utc_ts(), DataType::Float64, DataType::Int64],
+            ]),
         }
     }
 }

@@ -16,9 +16,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef};
 use datafusion::common::Result;
 use datafusion::logical_expr::function::{PartitionEvaluatorArgs, WindowUDFFieldArgs};
-use datafusion::logical_expr::{
-    Documentation, PartitionEvaluator, Signature, Volatility, WindowUDFImpl,
-};
+use datafusion::logical_expr::{Documentation, PartitionEvaluator, Signature, WindowUDFImpl};
 use datafusion_macros::user_doc;
 
 use super::anomaly_baseline::coerce_series_args;
@@ -58,7 +56,10 @@ impl Default for AnomalyScore {
 impl AnomalyScore {
     pub fn new() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            signature: super::documented_signature(vec![
+                vec![super::utc_ts(), DataType::Float64],
+                vec![super::utc_ts(), DataType::Float64, DataType::Int64],
+            ]),
         }
     }
 }

@@ -18,9 +18,7 @@ use datafusion::arrow::array::{ArrayRef, AsArray, Float64Array, Int64Array, List
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
 use datafusion::common::{Result, ScalarValue, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
-use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, Signature, Volatility,
-};
+use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, Documentation, Signature};
 use datafusion_macros::user_doc;
 
 use super::{
@@ -71,7 +69,16 @@ impl Default for AnomalyWindows {
 impl AnomalyWindows {
     pub fn new() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            signature: super::documented_signature(vec![
+                vec![utc_ts(), DataType::Float64],
+                vec![utc_ts(), DataType::Float64, DataType::Float64],
+                vec![
+                    utc_ts(),
+                    DataType::Float64,
+                    DataType::Float64,
+                    DataType::Int64,
+                ],
+            ]),
         }
     }
 }

@@ -38,6 +38,7 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Fields, TimeUnit, TimestampMicrosecondType};
 use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_expr::expressions::Literal;
 
@@ -55,6 +56,16 @@ pub fn utc_ts() -> DataType {
 /// A `Timestamp(us, "UTC")` array from values.
 pub(crate) fn utc_ts_array(values: Vec<Option<i64>>) -> ArrayRef {
     Arc::new(TimestampMicrosecondArray::from(values).with_timezone("UTC"))
+}
+
+/// A signature that `SHOW FUNCTIONS` can describe: the user-defined coercion comes first (so
+/// `coerce_types` still decides, with its own error messages), followed by the canonical
+/// argument lists as `Exact` signatures (DataFusion 55 lists a function's parameters and return
+/// type only from signatures that yield example types; a pure `user_defined` one yields none).
+pub(crate) fn documented_signature(canonical: Vec<Vec<DataType>>) -> Signature {
+    let mut sigs = vec![TypeSignature::UserDefined];
+    sigs.extend(canonical.into_iter().map(TypeSignature::Exact));
+    Signature::one_of(sigs, Volatility::Immutable)
 }
 
 /// Checks a timestamp argument type (NULL is accepted and read as `Timestamp(us, UTC)`).

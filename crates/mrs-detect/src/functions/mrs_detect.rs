@@ -25,7 +25,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Typ
 use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature, Volatility,
+    Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature,
 };
 use datafusion_macros::user_doc;
 
@@ -67,7 +67,11 @@ impl Default for MrsDetect {
 impl MrsDetect {
     pub fn new() -> Self {
         Self {
-            signature: Signature::user_defined(Volatility::Immutable),
+            signature: super::documented_signature(vec![vec![
+                DataType::Utf8View,
+                utc_ts(),
+                DataType::Float64,
+            ]]),
         }
     }
 }

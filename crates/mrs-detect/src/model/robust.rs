@@ -36,6 +36,40 @@ pub fn inverse_anscombe(a: f64) -> f64 {
     }
 }
 
+/// Dispersions below this use the plain [`anscombe`] transform (its `kappa -> 0` limit).
+const MIN_KAPPA: f64 = 1e-9;
+
+/// Variance-stabilising transform of a negative binomial count with dispersion `kappa`
+/// (`var = mu + kappa mu^2`): `g(y) = 2 / sqrt(kappa) * asinh(sqrt(kappa (y + 3/8)))`, so that
+/// `g'(mu)^2 var(y) = 1`. It behaves like [`anscombe`] for small counts and like a logarithm
+/// for large ones, which is what keeps the heavy right tail of overdispersed counts from
+/// looking like anomalies. `kappa = 0` is [`anscombe`]; negative values are reflected around
+/// `g(0)` as there.
+#[inline]
+pub fn nb_transform(y: f64, kappa: f64) -> f64 {
+    if kappa < MIN_KAPPA {
+        return anscombe(y);
+    }
+    let k = kappa.sqrt();
+    let g = |v: f64| 2.0 / k * (k * (v + OFFSET).sqrt()).asinh();
+    if y >= 0.0 { g(y) } else { 2.0 * g(0.0) - g(-y) }
+}
+
+/// Inverse of [`nb_transform`].
+#[inline]
+pub fn inverse_nb_transform(a: f64, kappa: f64) -> f64 {
+    if kappa < MIN_KAPPA {
+        return inverse_anscombe(a);
+    }
+    let k = kappa.sqrt();
+    let inv = |g: f64| {
+        let s = (g * k / 2.0).sinh();
+        s * s / kappa - OFFSET
+    };
+    let g0 = nb_transform(0.0, kappa);
+    if a >= g0 { inv(a) } else { -inv(2.0 * g0 - a) }
+}
+
 /// Median of `values` (reorders the slice). `NaN` for an empty slice.
 pub fn median_in_place(values: &mut [f64]) -> f64 {
     let n = values.len();
@@ -82,6 +116,22 @@ pub fn robust_sd_in_place(values: &mut [f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nb_transform_roundtrips_and_tends_to_anscombe() {
+        for kappa in [0.0, 1e-12, 0.05, 0.7, 3.0] {
+            for y in [-20.0, -1.0, 0.0, 0.4, 3.0, 67.0, 1e4] {
+                let a = nb_transform(y, kappa);
+                assert!((inverse_nb_transform(a, kappa) - y).abs() < 1e-6 * y.abs().max(1.0));
+            }
+        }
+        assert!((nb_transform(5.0, 1e-7) - anscombe(5.0)).abs() < 1e-4);
+        // log-like growth: a 10x value moves far less than on the Anscombe scale
+        let k = 0.7;
+        assert!(
+            nb_transform(67.0, k) - nb_transform(7.0, k) < 0.5 * (anscombe(67.0) - anscombe(7.0))
+        );
+    }
 
     #[test]
     fn anscombe_round_trips_and_is_monotone() {

@@ -9,8 +9,10 @@
 //! | seasonal level | `m = median` of those values |
 //! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values); `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
 //! | baseline | `b = m * f` |
-//! | scale | `max(1, 1.4826 * MAD)` of the Anscombe residuals of the trailing scale window (a week), recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
-//! | z | `(a(y) - a(b)) / scale`, `a` = [`anscombe`] |
+//! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the trailing scale window (a week), see [`fit_dispersion`]; 0 (Poisson) unless the busier half of the buckets is significantly noisier |
+//! | transform | `g = ` [`nb_transform`]`(., kappa)`: variance-stabilising for that negative binomial (Anscombe when `kappa = 0`, log-like for large counts, so overdispersed tails are not anomalies) |
+//! | scale | `max(1, sqrt(median(r^2) / 0.4549))` of the residuals `g(y_j) - g(ref_j)` of the trailing window, recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
+//! | z | `(g(y) - g(b)) / scale` |
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
 //!
@@ -36,9 +38,7 @@
 //! `O(n)` memory, no allocation per bucket (scratch buffers are reused across series).
 
 use super::grid::SeasonPlan;
-use super::robust::{
-    anscombe, inverse_anscombe, median_in_place, robust_sd_in_place, small_median,
-};
+use super::robust::{anscombe, inverse_nb_transform, median_in_place, nb_transform, small_median};
 
 /// Default alert threshold on `abs(z)` (score 0.5).
 pub const DEFAULT_Z_ALERT: f64 = 5.0;
@@ -52,6 +52,64 @@ pub const MIN_SEASONS: usize = 2;
 const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
 /// Minimum residuals before the scale is estimated from data.
 const MIN_SCALE_RESIDUALS: usize = 8;
+
+/// Median of a squared standard normal: `median(r^2) = 0.4549 sd^2`.
+const MEDIAN_CHI2_1: f64 = 0.454_936_423_119_572_7;
+/// Relative sd of the sample median of `n` squared standard normals, times `sqrt(n)`.
+const MEDIAN_SD_FACTOR: f64 = 2.33;
+/// Largest dispersion `kappa` (`1 / phi`) the scale fit considers.
+const MAX_KAPPA: f64 = 16.0;
+
+/// Robust fit of the dispersion `kappa` of the residual model `sd_j = c * sqrt(1 + kappa b_j)`
+/// (Anscombe scale, `b_j >= 0` the expected values; a negative binomial count with
+/// `var = mu + kappa mu^2` has this form with `c = 1`) from squared residuals `r2[j]`.
+/// The residuals are split at the median of `b` into a low and a high half; their robust
+/// variances `v = median(r^2) / 0.4549` give `rho = v_hi / v_lo = (1 + kappa b_hi) / (1 +
+/// kappa b_lo)` (`b_*` the halves' median expected values), so
+/// `kappa = (rho - 1) / (b_hi - rho b_lo)`. A constant extra spread (baseline noise) leaves
+/// `rho` at 1 and `kappa` at 0. The ratio must be significant: the log of a sample median of
+/// `n` squared normals has an sd of about `2.33 / sqrt(n)`, so `ln rho` must exceed three sds of
+/// the difference of two halves, `3 * 2.33 * sqrt(2 / n_half)`; otherwise `kappa = 0`.
+/// `tmp` is scratch. Returns `(c, kappa)`, `c` from the low half.
+pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
+    let n = r2.len().min(b.len());
+    if n < 4 {
+        return (1.0, 0.0);
+    }
+    tmp.clear();
+    tmp.extend(b[..n].iter().map(|v| v.max(0.0)));
+    let b_mid = median_in_place(tmp);
+    let half = |hi: bool, tmp: &mut Vec<f64>| {
+        tmp.clear();
+        tmp.extend(
+            (0..n)
+                .filter(|&j| (b[j].max(0.0) > b_mid) == hi)
+                .map(|j| r2[j]),
+        );
+        let (v, cnt) = (median_in_place(tmp) / MEDIAN_CHI2_1, tmp.len());
+        tmp.clear();
+        tmp.extend(
+            (0..n)
+                .filter(|&j| (b[j].max(0.0) > b_mid) == hi)
+                .map(|j| b[j].max(0.0)),
+        );
+        (v, median_in_place(tmp), cnt)
+    };
+    let (v_lo, b_lo, n_lo) = half(false, tmp);
+    let (v_hi, b_hi, n_hi) = half(true, tmp);
+    if n_lo < 2 || n_hi < 2 || v_lo.is_nan() || v_lo <= 0.0 || !v_hi.is_finite() {
+        return (1.0, 0.0);
+    }
+    let rho = v_hi / v_lo;
+    let n_half = n_lo.min(n_hi) as f64;
+    let significant = rho.ln() > 3.0 * MEDIAN_SD_FACTOR * (2.0 / n_half).sqrt();
+    let den = b_hi - rho * b_lo;
+    if !significant || den <= 0.0 {
+        return (v_lo.sqrt().max(1.0), 0.0);
+    }
+    let kappa = ((rho - 1.0) / den).min(MAX_KAPPA);
+    ((v_lo / (1.0 + kappa * b_lo)).sqrt(), kappa)
+}
 
 /// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
 #[inline]
@@ -111,7 +169,15 @@ pub struct Scorer {
     clean: Vec<f64>,
     ratio: Vec<f64>,
     resid: Vec<f64>,
+    /// Expected value behind each residual (for the dispersion fit).
+    resid_b: Vec<f64>,
+    /// Reference each residual is taken against (baseline, or the value a season earlier
+    /// during the warm-up), and the divisor of that residual.
+    resid_ref: Vec<f64>,
+    resid_div: Vec<f64>,
     tmp: Vec<f64>,
+    tmp_b: Vec<f64>,
+    tmp_fit: Vec<f64>,
 }
 
 impl Scorer {
@@ -123,7 +189,12 @@ impl Scorer {
             clean: Vec::new(),
             ratio: Vec::new(),
             resid: Vec::new(),
+            resid_b: Vec::new(),
+            resid_ref: Vec::new(),
+            resid_div: Vec::new(),
             tmp: Vec::new(),
+            tmp_b: Vec::new(),
+            tmp_fit: Vec::new(),
         }
     }
 
@@ -143,14 +214,21 @@ impl Scorer {
         let Some(first) = y.iter().position(|v| !v.is_nan()) else {
             return;
         };
-        for v in [&mut self.clean, &mut self.ratio, &mut self.resid] {
+        for v in [
+            &mut self.clean,
+            &mut self.ratio,
+            &mut self.resid,
+            &mut self.resid_b,
+            &mut self.resid_ref,
+            &mut self.resid_div,
+        ] {
             v.clear();
             v.resize(n, f64::NAN);
         }
         let z_alert = self.z_alert;
         let per_day = self.plan.per_day.max(1);
         let window = self.plan.scale_window.max(1);
-        let mut scale = 1.0;
+        let (mut scale, mut kappa) = (1.0, 0.0);
         let mut next_scale_at = 0usize;
         let mut level = 1.0;
         let mut level_season = 0usize;
@@ -191,6 +269,9 @@ impl Scorer {
                     let prev = self.clean[t - s];
                     if !prev.is_nan() {
                         self.resid[t] = (anscombe(yt) - anscombe(prev)) / WARMUP_DIFF_SCALE;
+                        self.resid_b[t] = 0.5 * (yt + prev);
+                        self.resid_ref[t] = prev;
+                        self.resid_div[t] = WARMUP_DIFF_SCALE;
                     }
                 }
                 continue;
@@ -212,37 +293,55 @@ impl Scorer {
                 level_season = season;
                 next_level_at = t + (l / 48).max(1);
             }
-            // Robust scale, recomputed once per day.
+            // Count-aware robust scale, refitted once per day.
             if t >= next_scale_at {
                 self.tmp.clear();
+                self.tmp_b.clear();
                 let from = t.saturating_sub(window).max(first);
-                self.tmp
-                    .extend(self.resid[from..t].iter().copied().filter(|v| !v.is_nan()));
-                scale = if self.tmp.len() >= MIN_SCALE_RESIDUALS {
-                    let sd = robust_sd_in_place(&mut self.tmp);
-                    if sd.is_finite() { sd.max(1.0) } else { 1.0 }
-                } else {
-                    1.0
-                };
+                for j in from..t {
+                    let r = self.resid[j];
+                    if !r.is_nan() {
+                        self.tmp.push(r * r);
+                        self.tmp_b.push(self.resid_b[j]);
+                    }
+                }
+                (scale, kappa) = (1.0, 0.0);
+                if self.tmp.len() >= MIN_SCALE_RESIDUALS {
+                    kappa = fit_dispersion(&self.tmp, &self.tmp_b, &mut self.tmp_fit).1;
+                    // Robust sd (around 0) of the residuals on the transformed scale.
+                    self.tmp.clear();
+                    for j in from..t {
+                        if !self.resid[j].is_nan() {
+                            let r = (nb_transform(self.clean[j], kappa)
+                                - nb_transform(self.resid_ref[j], kappa))
+                                / self.resid_div[j];
+                            self.tmp.push(r * r);
+                        }
+                    }
+                    let sd = (median_in_place(&mut self.tmp) / MEDIAN_CHI2_1).sqrt();
+                    scale = if sd.is_finite() { sd.max(1.0) } else { 1.0 };
+                }
                 next_scale_at = t + per_day;
             }
             let b = m * level;
-            let ab = anscombe(b);
-            let z = (anscombe(yt) - ab) / scale;
+            let gb = nb_transform(b, kappa);
+            let z = (nb_transform(yt, kappa) - gb) / scale;
             out.baseline[t] = b;
             out.z[t] = z;
-            out.scale[t] = scale;
+            // The equivalent sd on the Anscombe scale (for the summable raw variance).
+            out.scale[t] = scale * (1.0 + kappa * b.max(0.0)).sqrt();
             if m >= 0.0 && yt >= 0.0 {
                 self.ratio[t] = (yt + 1.0) / (m + 1.0);
             }
-            if z.abs() >= z_alert {
-                let edge = z.signum() * z_alert * scale;
-                self.clean[t] = inverse_anscombe(ab + edge);
-                self.resid[t] = edge;
+            self.clean[t] = if z.abs() >= z_alert {
+                inverse_nb_transform(gb + z.signum() * z_alert * scale, kappa)
             } else {
-                self.clean[t] = yt;
-                self.resid[t] = anscombe(yt) - ab;
-            }
+                yt
+            };
+            self.resid[t] = anscombe(self.clean[t]) - anscombe(b);
+            self.resid_b[t] = b;
+            self.resid_ref[t] = b;
+            self.resid_div[t] = 1.0;
         }
     }
 }

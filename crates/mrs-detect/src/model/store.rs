@@ -11,6 +11,7 @@
 //! | direction | the store total's sign when it is anomalous, else the strongest cell's / the majority direction |
 //! | bucket score | `max(store score, cell score)`, cell score = `clamp(abs(z_max) / (2 z_cell), 0.5, 1)` when cell-driven |
 //! | windows | [`build_windows`] over the grid |
+//! | reported | a window with at least 2 anomalous buckets, or a lone bucket whose score reaches [`LONE_BUCKET_SCORE`] = `0.5 * sqrt(2)` (the Stouffer combination of two buckets at the alert threshold: `abs(z) >= sqrt(2) z_alert`); a lone weaker alert is noise far more often than an anomaly, which lasts. Causal: the report appears when its second anomalous bucket (or a strong first one) arrives, with `first_detected_from` = the window's first bucket, so a replay gives the same ids |
 //!
 //! Per-window sums run from the first to the last anomalous bucket over present buckets; a
 //! present bucket without a store baseline (store warm-up) counts its actual as baseline.
@@ -25,6 +26,10 @@ use super::windows::{Point, build_windows};
 
 /// Cells agreeing in direction that make a store bucket anomalous.
 pub const MIN_SAME_DIRECTION_CELLS: u32 = 3;
+/// Score a window with a single anomalous bucket must reach to be reported: the Stouffer
+/// combination of two buckets at the alert threshold, `sqrt(2) z_alert` (score 0.5 is the
+/// threshold).
+pub const LONE_BUCKET_SCORE: f64 = 0.5 * std::f64::consts::SQRT_2;
 /// SKU evidence entries per report.
 pub const MAX_EVIDENCE: usize = 20;
 /// Profile buckets per report.
@@ -249,7 +254,8 @@ pub fn detect_store(
             }
         })
         .collect();
-    let windows = build_windows(points, cfg.end_after);
+    let mut windows = build_windows(points, cfg.end_after);
+    windows.retain(|w| w.anomalous >= 2 || w.peak_score >= LONE_BUCKET_SCORE);
     if windows.is_empty() {
         return Ok(Vec::new());
     }
