@@ -40,18 +40,39 @@ fn synth_run_rerun_eval_and_query() {
     let out = mrs(&["run", "--lake", &lake, "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let second: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json summary");
-    assert_eq!(second["rows_appended"].as_i64(), Some(0), "a rerun appends nothing");
+    assert_eq!(
+        second["rows_appended"].as_i64(),
+        Some(0),
+        "a rerun appends nothing"
+    );
     assert_eq!(second["events"], first["events"]);
 
     let out = mrs(&["eval", "--lake", &lake, "--format", "json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let eval: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json eval");
-    let recall = eval["detection"]["recall"].as_f64().expect("detection.recall");
+    let recall = eval["detection"]["recall"]
+        .as_f64()
+        .expect("detection.recall");
     assert!((0.0..=1.0).contains(&recall));
 
-    let out = mrs(&["sql", "--lake", &lake, "-q", "--format", "csv", "-c", "SELECT count(*) AS n FROM minority_reports"]);
+    let out = mrs(&[
+        "sql",
+        "--lake",
+        &lake,
+        "-q",
+        "--format",
+        "csv",
+        "-c",
+        "SELECT count(*) AS n FROM minority_reports",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let n: i64 = stdout(&out).lines().nth(1).expect("a row").trim().parse().expect("a count");
+    let n: i64 = stdout(&out)
+        .lines()
+        .nth(1)
+        .expect("a row")
+        .trim()
+        .parse()
+        .expect("a count");
     assert_eq!(Some(n), first["reports_new"].as_i64());
 }
 
@@ -60,7 +81,11 @@ fn a_lake_without_sales_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = mrs(&["run", "--lake", &lake_arg(dir.path())]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("input table 'sales' has no Parquet files"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("input table 'sales' has no Parquet files"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
@@ -73,7 +98,11 @@ fn a_failing_statement_fails_the_run_and_names_the_script() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = lake_arg(dir.path());
-    assert!(mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake]).status.success());
+    assert!(
+        mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake])
+            .status
+            .success()
+    );
     // A foreign tool appended a file whose severity is text: reading the log fails in a stage.
     let schema = Arc::new(Schema::new(vec![
         Field::new("report_id", DataType::Utf8, true),
@@ -97,21 +126,37 @@ fn a_failing_statement_fails_the_run_and_names_the_script() {
     let out = mrs(&["run", "--lake", &lake]);
     assert!(!out.status.success(), "a bad log file must fail the run");
     let err = stderr(&out);
-    assert!(err.contains("script pipeline/") && err.contains("statement"), "{err}");
+    assert!(
+        err.contains("script pipeline/") && err.contains("statement"),
+        "{err}"
+    );
 }
 
 #[test]
 fn a_changed_applied_migration_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = lake_arg(dir.path());
-    assert!(mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake]).status.success());
+    assert!(
+        mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake])
+            .status
+            .success()
+    );
     assert!(mrs(&["run", "--lake", &lake]).status.success());
     // Pretend V001 had been applied with other text.
-    let out = mrs(&["sql", "--lake", &lake, "-q", "-c",
-        "INSERT INTO mrs_migrations_log VALUES ('migrations/V001__create_report_logs.sql', 'deadbeef', now())"]);
+    let out = mrs(&[
+        "sql",
+        "--lake",
+        &lake,
+        "-q",
+        "-c",
+        "INSERT INTO mrs_migrations_log VALUES ('migrations/V001__create_report_logs.sql', 'deadbeef', now())",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let out = mrs(&["run", "--lake", &lake]);
     assert!(!out.status.success());
     let err = stderr(&out);
-    assert!(err.contains("V001__create_report_logs.sql") && err.contains("deadbeef"), "{err}");
+    assert!(
+        err.contains("V001__create_report_logs.sql") && err.contains("deadbeef"),
+        "{err}"
+    );
 }

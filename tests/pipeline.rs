@@ -243,12 +243,8 @@ fn events_carry_aligned_store_and_retailer_pairs() {
         .await;
         assert!(!b.is_empty());
         let n_stores: Vec<Option<String>> = strings(&b, 0);
-        for row in 0..n_stores.len() {
-            let n: usize = n_stores[row]
-                .as_deref()
-                .expect("n_stores")
-                .parse()
-                .expect("int");
+        for (row, n) in n_stores.iter().enumerate() {
+            let n: usize = n.as_deref().expect("n_stores").parse().expect("int");
             for k in 0..14 {
                 let store = &strings(&b, 1 + 2 * k)[row];
                 let retailer = &strings(&b, 2 + 2 * k)[row];

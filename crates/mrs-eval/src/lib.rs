@@ -250,10 +250,9 @@ pub async fn evaluate_lake(lake: &Lake) -> Result<EvalReport> {
                 .unwrap_or_default();
             if let (Some(id), Some(cause), Some(start), Some(end)) =
                 (ids[i].clone(), causes[i].clone(), starts[i], ends[i])
+                && start <= last_bucket
             {
-                if start <= last_bucket {
-                    truth.push(TruthAnomaly { anomaly_id: id, cause, stores: store_set, start, end, magnitude: mags[i].unwrap_or(0.0) });
-                }
+                truth.push(TruthAnomaly { anomaly_id: id, cause, stores: store_set, start, end, magnitude: mags[i].unwrap_or(0.0) });
             }
         }
     }

@@ -175,13 +175,13 @@ impl Lake {
             }
             let raw_schema = ctx.table_provider(raw.as_str()).await?.schema();
             let mut view = normalising_view_sql(table.name, &raw, &raw_schema, &canonical)?;
-            if table.name == "sales" {
-                if let Some(as_of) = as_of_micros {
-                    view.push_str(&format!(
-                        " WHERE ts < CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
-                        mrs_core::identity::rfc3339_utc_micros(as_of)
-                    ));
-                }
+            if table.name == "sales"
+                && let Some(as_of) = as_of_micros
+            {
+                view.push_str(&format!(
+                    " WHERE ts < CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
+                    mrs_core::identity::rfc3339_utc_micros(as_of)
+                ));
             }
             ctx.sql(&format!("CREATE OR REPLACE VIEW {} AS {view}", table.name))
                 .await?
