@@ -37,6 +37,13 @@ fn phrase(signal: &str) -> &'static str {
         "all_skus_affected" => "most of the store's SKUs being affected",
         "short_duration" => "a duration of hours",
         "isolated" => "no concurrent reports elsewhere",
+        "drop_ramp_shape" => "a gradual decline",
+        "drop_category_concentration" => "a drop concentrated on one category",
+        "drop_nearby_other_retailer_category" => {
+            "a same-category drop while nearby competitors rise"
+        }
+        "drop_multi_day" => "a drop lasting days",
+        "many_affected_skus" => "many SKUs affected at once",
         _ => "the combined evidence",
     }
 }

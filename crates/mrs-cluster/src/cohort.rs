@@ -48,7 +48,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature,
 };
 use datafusion_macros::user_doc;
 use mrs_core::identity::event_id;
@@ -429,7 +429,7 @@ impl Default for CohortFunc {
 impl CohortFunc {
     pub fn new() -> Self {
         Self {
-            signature: Signature::any(ARGS.len(), Volatility::Immutable),
+            signature: crate::common::signature_of(&ARGS),
         }
     }
 }
