@@ -41,7 +41,37 @@ JOIN social_mentions s
 GROUP BY i.report_id;
 
 CREATE OR REPLACE TABLE stage_retailer_size AS
-SELECT retailer_id, count(*) AS n_stores FROM stores GROUP BY retailer_id;
+SELECT retailer_id, count(*) AS n_stores, (SELECT count(*) FROM stores) AS n_all
+FROM stores GROUP BY retailer_id;
+
+-- Concurrent reports in the same direction at other stores (windows within 3 hours of each
+-- other): do they share a top SKU, the top brand, the top category, the retailer; how far.
+CREATE OR REPLACE TABLE stage_concurrent AS
+SELECT a.report_id, b.store_id, b.retailer_id = a.retailer_id AS same_retailer,
+       coalesce(array_has_any(a.top_skus, b.top_skus), false) AS shares_sku,
+       coalesce(a.top_brand = b.top_brand, false) AS same_brand,
+       coalesce(a.top_category = b.top_category, false) AS same_category,
+       2 * 6371 * asin(sqrt(power(sin(radians(b.lat - a.lat) / 2), 2)
+           + cos(radians(a.lat)) * cos(radians(b.lat)) * power(sin(radians(b.lon - a.lon) / 2), 2))) AS km
+FROM stage_report_inputs a
+JOIN stage_report_inputs b
+  ON b.store_id <> a.store_id
+ AND b.direction = a.direction
+ AND b.window_start <= a.window_last + INTERVAL '3 hours'
+ AND b.window_last >= a.window_start - INTERVAL '3 hours';
+
+-- How much of the retailer's own stores and of the other retailers' stores move with the
+-- report (same SKUs, brand, category), and how local the same-category moves elsewhere are.
+CREATE OR REPLACE TABLE stage_coverage AS
+SELECT report_id,
+       count(DISTINCT CASE WHEN same_retailer AND shares_sku THEN store_id END) AS sku_same,
+       count(DISTINCT CASE WHEN NOT same_retailer AND shares_sku THEN store_id END) AS sku_other,
+       count(DISTINCT CASE WHEN same_retailer AND same_brand THEN store_id END) AS brand_same,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_brand THEN store_id END) AS brand_other,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_category THEN store_id END) AS cat_other,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_category AND km <= 50 THEN store_id END) AS cat_other_near
+FROM stage_concurrent
+GROUP BY report_id;
 
 CREATE OR REPLACE TABLE stage_attribution AS
 SELECT i.report_id, mrs_attribute(named_struct(
@@ -76,14 +106,21 @@ SELECT i.report_id, mrs_attribute(named_struct(
     'co_sku_retailers', CAST(c.co_sku_retailers AS DOUBLE),
     'co_retailer_share', CAST(c.co_retailer_reports AS DOUBLE)
                          / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
-    'co_category_other_retailer_nearby', CAST(c.co_category_other_retailer_nearby AS DOUBLE)
+    'co_category_other_retailer_nearby', CAST(c.co_category_other_retailer_nearby AS DOUBLE),
+    'sku_retailer_coverage', CAST(coalesce(cv.sku_same, 0) AS DOUBLE) / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
+    'sku_other_retailer_coverage', CAST(coalesce(cv.sku_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'brand_retailer_coverage', CAST(coalesce(cv.brand_same, 0) AS DOUBLE) / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
+    'brand_other_retailer_coverage', CAST(coalesce(cv.brand_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'category_other_retailer_coverage', CAST(coalesce(cv.cat_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'category_nearby_share', CAST(cv.cat_other_near AS DOUBLE) / CAST(NULLIF(cv.cat_other, 0) AS DOUBLE)
 )) AS a
 FROM stage_report_inputs i
 LEFT JOIN stage_clusters c ON c.report_id = i.report_id
 LEFT JOIN stage_promo p ON p.report_id = i.report_id
 LEFT JOIN stage_spend sp ON sp.report_id = i.report_id
 LEFT JOIN stage_social so ON so.report_id = i.report_id
-LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id;
+LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id
+LEFT JOIN stage_coverage cv ON cv.report_id = i.report_id;
 
 CREATE OR REPLACE TABLE stage_attribution_flat AS
 SELECT report_id, a['cause'] AS cause, a['narrative'] AS narrative, a['confidence'] AS confidence,

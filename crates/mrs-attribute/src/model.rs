@@ -42,6 +42,13 @@
 //! | `few_sku_concentration` | `top_sku_share` | `(value - 0.3) / 0.5` | Social 2.0 |
 //! | `many_affected_skus` | `affected_skus` | `(value - 3) / 10` | Operational 0.5 |
 //! | `co_sku_stores` | `co_sku_stores` | `value / 10` | Social 2.5 |
+//! | `co_sku_stores_wide` | `co_sku_stores` | `value / 40` | (fitted only) |
+//! | `sku_retailer_coverage` | share of the retailer's other stores with a concurrent same-direction report sharing a top SKU | value | (fitted only) |
+//! | `sku_other_retailer_coverage` | share of other retailers' stores with such a report | value | (fitted only) |
+//! | `brand_retailer_coverage` | share of the retailer's other stores with a concurrent same-direction report on the same top brand | value | (fitted only) |
+//! | `brand_other_retailer_coverage` | share of other retailers' stores with such a report | value | (fitted only) |
+//! | `category_other_retailer_coverage` | share of other retailers' stores with a concurrent same-direction report in the same top category | value | (fitted only) |
+//! | `category_nearby_share` | share of those that are within 50 km | value | (fitted only) |
 //! | `co_sku_retailers` | `co_sku_retailers` | `(value - 1) / 2` | Social 1.5 |
 //! | `social_uplift` | `social_ratio` | `(value - 1) / 3` | Social 3.0 |
 //! | `spike_direction` | 1 for a spike | value | Marketing 0.5, Competitor 0.5, Social 0.5 |
@@ -219,26 +226,34 @@ fn clamp01(x: f64) -> f64 {
     if x.is_nan() { 0.0 } else { x.clamp(0.0, 1.0) }
 }
 
-/// The logged evidence from all contributions ([`AttributionModel::evidence`]).
-fn evidence_of(all: &[Evidence]) -> Vec<Evidence> {
+/// The logged evidence ([`AttributionModel::evidence`]): per present signal, the causes it
+/// raises, else the one it lowers least, else (no weight at all) one item with weight 0 for
+/// `top`, so that every present signal's value is on record.
+fn evidence_of(signals: &[Signal], all: &[Evidence], top: Cause) -> Vec<Evidence> {
     let mut out: Vec<Evidence> = Vec::new();
-    let mut i = 0;
-    while i < all.len() {
-        let mut j = i;
-        while j < all.len() && all[j].feature == all[i].feature {
-            j += 1;
-        }
-        let group = &all[i..j];
+    for s in signals.iter().filter(|s| s.phi > 0.0) {
+        let group: Vec<&Evidence> = all.iter().filter(|e| e.feature == s.name).collect();
         if group.iter().any(|e| e.weight > 0.0) {
-            out.extend(group.iter().filter(|e| e.weight > 0.0).cloned());
+            out.extend(
+                group
+                    .iter()
+                    .filter(|e| e.weight > 0.0)
+                    .map(|e| (*e).clone()),
+            );
         } else if let Some(e) = group.iter().max_by(|a, b| {
             a.weight
                 .total_cmp(&b.weight)
                 .then(b.favours.index().cmp(&a.favours.index()))
         }) {
-            out.push(e.clone());
+            out.push((*e).clone());
+        } else {
+            out.push(Evidence {
+                feature: s.name.to_string(),
+                value: s.value,
+                favours: top,
+                weight: 0.0,
+            });
         }
-        i = j;
     }
     out
 }
@@ -299,6 +314,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "multi_day" | "drop_multi_day" => (v - 24.0) / 48.0,
         "short_duration" => (36.0 - v) / 24.0,
         "co_sku_stores" => v / 10.0,
+        "co_sku_stores_wide" => v / 40.0,
         "co_sku_retailers" => (v - 1.0) / 2.0,
         "social_uplift" => (v - 1.0) / 3.0,
         "deep_drop" => -v,
@@ -403,6 +419,28 @@ pub fn signals(f: &Features) -> Vec<Signal> {
     if let Some(v) = f.social_ratio {
         push("social_uplift", v);
     }
+    if let Some(v) = f.co_sku_stores {
+        push("co_sku_stores_wide", v);
+    }
+    if let Some(v) = f.sku_retailer_coverage {
+        push("sku_retailer_coverage", v);
+    }
+    if let Some(v) = f.sku_other_retailer_coverage {
+        push("sku_other_retailer_coverage", v);
+    }
+    if let Some(v) = f.brand_retailer_coverage {
+        push("brand_retailer_coverage", v);
+    }
+    if let Some(v) = f.brand_other_retailer_coverage {
+        push("brand_other_retailer_coverage", v);
+    }
+    if let Some(v) = f.category_other_retailer_coverage {
+        push("category_other_retailer_coverage", v);
+    }
+    if let Some(v) = f.category_nearby_share {
+        push("category_nearby_share", v);
+    }
+
     if spike {
         push("spike_direction", 1.0);
     }
@@ -462,7 +500,17 @@ impl AttributionModel {
     /// (positive contribution `weight * phi`); a signal that raises no cause appears once, for
     /// the cause it lowers least, so every present signal and its value are on record.
     pub fn evidence(&self, signals: &[Signal]) -> Vec<Evidence> {
-        evidence_of(&self.contributions_all(signals))
+        let p = self.probabilities(signals);
+        let top = Cause::ALL
+            .iter()
+            .copied()
+            .max_by(|a, b| {
+                p[a.index()]
+                    .total_cmp(&p[b.index()])
+                    .then(b.index().cmp(&a.index()))
+            })
+            .unwrap_or(Cause::DataError);
+        evidence_of(signals, &self.contributions_all(signals), top)
     }
 
     /// Scores (logits before the temperature) of the five causes, in `Cause::ALL` order:
@@ -495,11 +543,11 @@ impl AttributionModel {
     pub fn attribute(&self, f: &Features) -> Attribution {
         let sig = signals(f);
         let all = self.contributions_all(&sig);
-        let evidence = evidence_of(&all);
         let p = self.probabilities(&sig);
         let mut ranked: Vec<(Cause, f64)> = Cause::ALL.iter().map(|c| (*c, p[c.index()])).collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.index().cmp(&b.0.index())));
         let top = ranked[0].0;
+        let evidence = evidence_of(&sig, &all, top);
         let spend_leak = sig.iter().any(|s| s.name == "spend_uplift" && s.phi >= 0.5)
             && f.promo_overlap.unwrap_or(0.0) < 0.5;
         let impact_vector = match top {
@@ -744,7 +792,11 @@ mod tests {
         assert!(computed.is_subset(&known), "{computed:?}");
         for m in [AttributionModel::default(), AttributionModel::hand_set()] {
             for w in &m.weights {
-                assert!(known.contains(w.signal.as_str()), "{} is never computed", w.signal);
+                assert!(
+                    known.contains(w.signal.as_str()),
+                    "{} is never computed",
+                    w.signal
+                );
             }
         }
     }

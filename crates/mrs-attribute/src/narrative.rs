@@ -44,6 +44,13 @@ fn phrase(signal: &str) -> &'static str {
         }
         "drop_multi_day" => "a drop lasting days",
         "many_affected_skus" => "many SKUs affected at once",
+        "co_sku_stores_wide" => "the same SKU moving at many other stores",
+        "sku_retailer_coverage" => "the same SKUs moving across the retailer's stores",
+        "sku_other_retailer_coverage" => "the same SKUs moving at other retailers' stores",
+        "brand_retailer_coverage" => "the same brand moving across the retailer's stores",
+        "brand_other_retailer_coverage" => "the same brand moving at other retailers' stores",
+        "category_other_retailer_coverage" => "the same category moving at other retailers",
+        "category_nearby_share" => "same-category moves concentrated at nearby competitors",
         _ => "the combined evidence",
     }
 }

@@ -51,6 +51,13 @@ pub const SIGNALS: &[&str] = &[
     "co_sku_stores",
     "co_sku_retailers",
     "social_uplift",
+    "co_sku_stores_wide",
+    "sku_retailer_coverage",
+    "sku_other_retailer_coverage",
+    "brand_retailer_coverage",
+    "brand_other_retailer_coverage",
+    "category_other_retailer_coverage",
+    "category_nearby_share",
     "spike_direction",
     "drop_direction",
     "deep_drop",
@@ -180,18 +187,35 @@ pub fn fit_logit(samples: &[&Sample], lambda: f64, iterations: usize) -> Logit {
     let mut mw = vec![[0.0; 5]; d];
     let mut vw = vec![[0.0; 5]; d];
     let (mut mb, mut vb) = ([0.0; 5], [0.0; 5]);
+    // Sparse rows: (signal index, phi) of the present signals.
+    let rows: Vec<(Vec<(usize, f64)>, usize)> = samples
+        .iter()
+        .map(|s| {
+            let nz =
+                s.x.iter()
+                    .enumerate()
+                    .filter(|(_, v)| **v != 0.0)
+                    .map(|(k, v)| (k, *v))
+                    .collect();
+            (nz, s.cause.index())
+        })
+        .collect();
     for it in 1..=iterations {
         let mut gw = vec![[0.0; 5]; d];
         let mut gb = [0.0; 5];
-        for s in samples {
-            let p = softmax(&m.scores(&s.x), 1.0);
+        for (nz, y) in &rows {
+            let mut sc = m.b;
+            for (k, v) in nz {
+                for c in 0..5 {
+                    sc[c] += m.w[*k][c] * v;
+                }
+            }
+            let p = softmax(&sc, 1.0);
             for c in 0..5 {
-                let g = (p[c] - f64::from(u8::from(c == s.cause.index()))) / n;
+                let g = (p[c] - f64::from(u8::from(c == *y))) / n;
                 gb[c] += g;
-                for (k, xk) in s.x.iter().enumerate() {
-                    if *xk != 0.0 {
-                        gw[k][c] += g * xk;
-                    }
+                for (k, v) in nz {
+                    gw[*k][c] += g * v;
                 }
             }
         }
@@ -251,6 +275,11 @@ pub struct FitReport {
     /// Cross-validated NLL after the temperature, and top-1.
     pub cv_nll: f64,
     pub cv_top1: f64,
+    /// Held-out confusion: `confusion[truth][predicted]` in `Cause::ALL` order.
+    pub cv_confusion: [[usize; 5]; 5],
+    /// Held-out reliability by confidence decile after the temperature: (n, mean confidence,
+    /// accuracy).
+    pub cv_calibration: Vec<(usize, f64, f64)>,
 }
 
 /// Candidate L2 penalties tried by cross-validation.
@@ -284,6 +313,38 @@ fn top1(scored: &[([f64; 5], usize)]) -> f64 {
         })
         .count();
     ok as f64 / scored.len().max(1) as f64
+}
+
+fn argmax(s: &[f64; 5]) -> usize {
+    (0..5)
+        .max_by(|a, b| s[*a].total_cmp(&s[*b]).then(b.cmp(a)))
+        .unwrap_or(0)
+}
+
+fn confusion(scored: &[([f64; 5], usize)]) -> [[usize; 5]; 5] {
+    let mut m = [[0; 5]; 5];
+    for (s, y) in scored {
+        m[*y][argmax(s)] += 1;
+    }
+    m
+}
+
+fn reliability(scored: &[([f64; 5], usize)], t: f64) -> Vec<(usize, f64, f64)> {
+    let mut bins = vec![(0usize, 0.0, 0.0); 10];
+    for (s, y) in scored {
+        let p = softmax(s, t);
+        let k = argmax(s);
+        let d = ((p[k] * 10.0).floor() as usize).min(9);
+        bins[d].0 += 1;
+        bins[d].1 += p[k];
+        bins[d].2 += f64::from(u8::from(k == *y));
+    }
+    bins.into_iter()
+        .map(|(n, c, a)| {
+            let m = n.max(1) as f64;
+            (n, c / m, a / m)
+        })
+        .collect()
 }
 
 /// Fits the model (module header): penalty by leave-one-lake-out NLL, temperature on the
@@ -339,6 +400,8 @@ pub fn fit(samples: &[Sample], version: &str) -> (AttributionModel, FitReport) {
         temperature,
         cv_nll,
         cv_top1: top1(&scored),
+        cv_confusion: confusion(&scored),
+        cv_calibration: reliability(&scored, temperature),
     };
     (model, report)
 }
@@ -376,7 +439,10 @@ mod tests {
                 .find(|w| w.signal == sig && w.cause == c)
                 .map_or(0.0, |w| w.weight)
         };
-        assert!(w("dq_integer_multiple", Cause::DataError) > w("dq_integer_multiple", Cause::SocialViral));
+        assert!(
+            w("dq_integer_multiple", Cause::DataError)
+                > w("dq_integer_multiple", Cause::SocialViral)
+        );
         assert!(w("social_uplift", Cause::SocialViral) > w("social_uplift", Cause::DataError));
         assert_eq!(r.samples, 33);
     }
@@ -385,7 +451,10 @@ mod tests {
     fn every_signal_has_a_name_the_model_computes() {
         assert_eq!(
             SIGNALS.len(),
-            SIGNALS.iter().collect::<std::collections::BTreeSet<_>>().len()
+            SIGNALS
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len()
         );
     }
 }

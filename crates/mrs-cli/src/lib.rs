@@ -325,7 +325,9 @@ async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
     );
     let (model, report) = mrs_attribute::train::fit(&samples, &version);
     eprintln!("{report:#?}");
-    let json = model.to_json().map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let json = model
+        .to_json()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
     std::fs::write(out, json + "\n")?;
     println!("wrote {out}");
     Ok(())

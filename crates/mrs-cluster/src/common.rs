@@ -34,13 +34,10 @@ impl ArgKind {
         match self {
             ArgKind::Text => DataType::Utf8,
             ArgKind::Number => DataType::Float64,
-            ArgKind::Time => DataType::Timestamp(
-                datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                Some("UTC".into()),
-            ),
-            ArgKind::TextList => DataType::List(std::sync::Arc::new(
-                datafusion::arrow::datatypes::Field::new_list_field(DataType::Utf8, true),
-            )),
+            ArgKind::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ArgKind::TextList => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+            }
         }
     }
 
