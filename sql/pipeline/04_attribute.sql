@@ -40,6 +40,44 @@ JOIN social_mentions s
  AND s.ts <= i.window_last
 GROUP BY i.report_id;
 
+-- The brands and SKUs of each report's top 3 SKUs (by absolute excess).
+CREATE OR REPLACE TABLE stage_report_top3 AS
+SELECT report_id, sku, brand FROM (
+    SELECT report_id, sku, brand,
+           row_number() OVER (PARTITION BY report_id ORDER BY abs(excess) DESC, sku) AS rk
+    FROM stage_sku_excess
+) WHERE rk <= 3;
+
+-- The largest spend ratio (window days over the 14 days before) over those brands.
+CREATE OR REPLACE TABLE stage_spend_any AS
+SELECT report_id, max(ratio) AS spend_ratio_max FROM (
+    SELECT b.report_id, b.brand,
+           avg(CASE WHEN m.day >= CAST(i.window_start AS DATE) THEN m.spend END)
+             / NULLIF(avg(CASE WHEN m.day < CAST(i.window_start AS DATE) THEN m.spend END), 0) AS ratio
+    FROM (SELECT DISTINCT report_id, brand FROM stage_report_top3 WHERE brand IS NOT NULL) b
+    JOIN stage_report_inputs i ON i.report_id = b.report_id
+    JOIN (SELECT brand, day, sum(spend) AS spend FROM marketing_spend GROUP BY brand, day) m
+      ON m.brand = b.brand
+     AND m.day >= CAST(i.window_start AS DATE) - INTERVAL '14 days'
+     AND m.day <= CAST(i.window_last AS DATE)
+    GROUP BY b.report_id, b.brand
+) GROUP BY report_id;
+
+-- The largest mention ratio (window over the 7 days before) over those SKUs.
+CREATE OR REPLACE TABLE stage_social_any AS
+SELECT report_id, max(ratio) AS social_ratio_max FROM (
+    SELECT t.report_id, t.sku,
+           avg(CASE WHEN s.ts >= i.window_start - INTERVAL '3 hours' THEN s.mentions END)
+             / NULLIF(avg(CASE WHEN s.ts < i.window_start - INTERVAL '3 hours' THEN s.mentions END), 0) AS ratio
+    FROM stage_report_top3 t
+    JOIN stage_report_inputs i ON i.report_id = t.report_id
+    JOIN social_mentions s
+      ON s.sku = t.sku
+     AND s.ts >= i.window_start - INTERVAL '7 days'
+     AND s.ts <= i.window_last
+    GROUP BY t.report_id, t.sku
+) GROUP BY report_id;
+
 CREATE OR REPLACE TABLE stage_retailer_size AS
 SELECT retailer_id, count(*) AS n_stores, (SELECT count(*) FROM stores) AS n_all
 FROM stores GROUP BY retailer_id;
@@ -112,7 +150,11 @@ SELECT i.report_id, mrs_attribute(named_struct(
     'brand_retailer_coverage', CAST(coalesce(cv.brand_same, 0) AS DOUBLE) / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
     'brand_other_retailer_coverage', CAST(coalesce(cv.brand_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
     'category_other_retailer_coverage', CAST(coalesce(cv.cat_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
-    'category_nearby_share', CAST(cv.cat_other_near AS DOUBLE) / CAST(NULLIF(cv.cat_other, 0) AS DOUBLE)
+    'category_nearby_share', CAST(cv.cat_other_near AS DOUBLE) / CAST(NULLIF(cv.cat_other, 0) AS DOUBLE),
+    'sku_same_retailer_share', CAST(cv.sku_same AS DOUBLE) / CAST(NULLIF(cv.sku_same + cv.sku_other, 0) AS DOUBLE),
+    'brand_same_retailer_share', CAST(cv.brand_same AS DOUBLE) / CAST(NULLIF(cv.brand_same + cv.brand_other, 0) AS DOUBLE),
+    'spend_ratio_max', spa.spend_ratio_max,
+    'social_ratio_max', soa.social_ratio_max
 )) AS a
 FROM stage_report_inputs i
 LEFT JOIN stage_clusters c ON c.report_id = i.report_id
@@ -120,7 +162,9 @@ LEFT JOIN stage_promo p ON p.report_id = i.report_id
 LEFT JOIN stage_spend sp ON sp.report_id = i.report_id
 LEFT JOIN stage_social so ON so.report_id = i.report_id
 LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id
-LEFT JOIN stage_coverage cv ON cv.report_id = i.report_id;
+LEFT JOIN stage_coverage cv ON cv.report_id = i.report_id
+LEFT JOIN stage_spend_any spa ON spa.report_id = i.report_id
+LEFT JOIN stage_social_any soa ON soa.report_id = i.report_id;
 
 CREATE OR REPLACE TABLE stage_attribution_flat AS
 SELECT report_id, a['cause'] AS cause, a['narrative'] AS narrative, a['confidence'] AS confidence,

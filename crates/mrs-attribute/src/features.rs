@@ -56,6 +56,10 @@ pub struct Features {
     pub brand_other_retailer_coverage: Option<f64>,
     pub category_other_retailer_coverage: Option<f64>,
     pub category_nearby_share: Option<f64>,
+    pub sku_same_retailer_share: Option<f64>,
+    pub brand_same_retailer_share: Option<f64>,
+    pub spend_ratio_max: Option<f64>,
+    pub social_ratio_max: Option<f64>,
     pub store_id: Option<String>,
     pub retailer_id: Option<String>,
     pub region: Option<String>,
@@ -71,7 +75,7 @@ pub(crate) const TEXT_FIELDS: [&str; 7] = [
     "region",
 ];
 
-pub(crate) const NUMBER_FIELDS: [&str; 29] = [
+pub(crate) const NUMBER_FIELDS: [&str; 33] = [
     "severity",
     "duration_buckets",
     "magnitude",
@@ -101,6 +105,10 @@ pub(crate) const NUMBER_FIELDS: [&str; 29] = [
     "brand_other_retailer_coverage",
     "category_other_retailer_coverage",
     "category_nearby_share",
+    "sku_same_retailer_share",
+    "brand_same_retailer_share",
+    "spend_ratio_max",
+    "social_ratio_max",
 ];
 
 fn is_text(dt: &DataType) -> bool {
@@ -320,6 +328,10 @@ pub(crate) fn read_features(arg: &ArrayRef) -> Result<Vec<Features>> {
             brand_other_retailer_coverage: x(26),
             category_other_retailer_coverage: x(27),
             category_nearby_share: x(28),
+            sku_same_retailer_share: x(29),
+            brand_same_retailer_share: x(30),
+            spend_ratio_max: x(31),
+            social_ratio_max: x(32),
 
             profile: std::mem::take(&mut prof[r]),
         });

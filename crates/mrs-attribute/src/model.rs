@@ -49,6 +49,10 @@
 //! | `brand_other_retailer_coverage` | share of other retailers' stores with such a report | value | (fitted only) |
 //! | `category_other_retailer_coverage` | share of other retailers' stores with a concurrent same-direction report in the same top category | value | (fitted only) |
 //! | `category_nearby_share` | share of those that are within 50 km | value | (fitted only) |
+//! | `sku_same_retailer_share` | of the other stores with a concurrent same-direction report sharing a top SKU, the share at the report's retailer | value | (fitted only) |
+//! | `brand_same_retailer_share` | the same for the top brand | value | (fitted only) |
+//! | `spend_uplift_any` | `spend_ratio_max`: the largest spend ratio over the brands of the top 3 SKUs | `value - 1` | (fitted only) |
+//! | `social_uplift_any` | `social_ratio_max`: the largest mention ratio over the top 3 SKUs | `(value - 1) / 3` | (fitted only) |
 //! | `co_sku_retailers` | `co_sku_retailers` | `(value - 1) / 2` | Social 1.5 |
 //! | `social_uplift` | `social_ratio` | `(value - 1) / 3` | Social 3.0 |
 //! | `spike_direction` | 1 for a spike | value | Marketing 0.5, Competitor 0.5, Social 0.5 |
@@ -308,7 +312,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
             (v - 0.3) / 0.5
         }
         "all_skus_affected" => (v - 0.3) / 0.5,
-        "spend_uplift" => v - 1.0,
+        "spend_uplift" | "spend_uplift_any" => v - 1.0,
         "category_substitution" => v / 0.6,
         "nearby_other_retailer_category" | "drop_nearby_other_retailer_category" => v / 3.0,
         "multi_day" | "drop_multi_day" => (v - 24.0) / 48.0,
@@ -316,7 +320,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "co_sku_stores" => v / 10.0,
         "co_sku_stores_wide" => v / 40.0,
         "co_sku_retailers" => (v - 1.0) / 2.0,
-        "social_uplift" => (v - 1.0) / 3.0,
+        "social_uplift" | "social_uplift_any" => (v - 1.0) / 3.0,
         "deep_drop" => -v,
         "isolated" => 1.0 - v / 3.0,
         "many_affected_skus" => (v - 3.0) / 10.0,
@@ -439,6 +443,18 @@ pub fn signals(f: &Features) -> Vec<Signal> {
     }
     if let Some(v) = f.category_nearby_share {
         push("category_nearby_share", v);
+    }
+    if let Some(v) = f.sku_same_retailer_share {
+        push("sku_same_retailer_share", v);
+    }
+    if let Some(v) = f.brand_same_retailer_share {
+        push("brand_same_retailer_share", v);
+    }
+    if let Some(v) = f.spend_ratio_max {
+        push("spend_uplift_any", v);
+    }
+    if let Some(v) = f.social_ratio_max {
+        push("social_uplift_any", v);
     }
 
     if spike {

@@ -50,6 +50,10 @@ fn phrase(signal: &str) -> &'static str {
         "brand_retailer_coverage" => "the same brand moving across the retailer's stores",
         "brand_other_retailer_coverage" => "the same brand moving at other retailers' stores",
         "category_other_retailer_coverage" => "the same category moving at other retailers",
+        "sku_same_retailer_share" => "the same SKUs moving mostly at this retailer",
+        "brand_same_retailer_share" => "the same brand moving mostly at this retailer",
+        "spend_uplift_any" => "marketing spend above its recent level on a driving brand",
+        "social_uplift_any" => "a surge in social mentions of a driving SKU",
         "category_nearby_share" => "same-category moves concentrated at nearby competitors",
         _ => "the combined evidence",
     }

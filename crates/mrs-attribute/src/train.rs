@@ -58,6 +58,10 @@ pub const SIGNALS: &[&str] = &[
     "brand_other_retailer_coverage",
     "category_other_retailer_coverage",
     "category_nearby_share",
+    "sku_same_retailer_share",
+    "brand_same_retailer_share",
+    "spend_uplift_any",
+    "social_uplift_any",
     "spike_direction",
     "drop_direction",
     "deep_drop",
@@ -171,8 +175,8 @@ impl Logit {
     }
 }
 
-/// Fits the regression by full-batch gradient descent (Adam) on the mean negative
-/// log-likelihood plus `lambda / 2 * |w|^2` (biases not penalised). Deterministic.
+/// Fits the regression by full-batch gradient descent (Adam) on the class-weighted mean
+/// negative log-likelihood (weights `sqrt(n / (5 n_cause))`, mean 1) plus `lambda / 2 * |w|^2` (biases not penalised). Deterministic.
 pub fn fit_logit(samples: &[&Sample], lambda: f64, iterations: usize) -> Logit {
     let d = SIGNALS.len();
     let mut m = Logit {
@@ -182,6 +186,23 @@ pub fn fit_logit(samples: &[&Sample], lambda: f64, iterations: usize) -> Logit {
     if samples.is_empty() {
         return m;
     }
+    // Class weights: sqrt of the balanced weights n / (5 n_c), normalised to a mean of 1, so that
+    // rare causes (data errors, outages) are not drowned by the frequent ones.
+    let mut count = [0usize; 5];
+    for s in samples {
+        count[s.cause.index()] += 1;
+    }
+    let raw: Vec<f64> = (0..5)
+        .map(|c| {
+            if count[c] == 0 {
+                0.0
+            } else {
+                (samples.len() as f64 / (5.0 * count[c] as f64)).sqrt()
+            }
+        })
+        .collect();
+    let mean_w = samples.iter().map(|s| raw[s.cause.index()]).sum::<f64>() / samples.len() as f64;
+    let class_w: Vec<f64> = raw.iter().map(|w| w / mean_w).collect();
     let n = samples.len() as f64;
     let (lr, b1, b2, eps): (f64, f64, f64, f64) = (0.05, 0.9, 0.999, 1e-8);
     let mut mw = vec![[0.0; 5]; d];
@@ -212,7 +233,7 @@ pub fn fit_logit(samples: &[&Sample], lambda: f64, iterations: usize) -> Logit {
             }
             let p = softmax(&sc, 1.0);
             for c in 0..5 {
-                let g = (p[c] - f64::from(u8::from(c == *y))) / n;
+                let g = class_w[*y] * (p[c] - f64::from(u8::from(c == *y))) / n;
                 gb[c] += g;
                 for (k, v) in nz {
                     gw[*k][c] += g * v;

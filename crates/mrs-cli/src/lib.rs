@@ -324,7 +324,7 @@ async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
         lakes.join(", ")
     );
     let (model, report) = mrs_attribute::train::fit(&samples, &version);
-    eprintln!("{report:#?}");
+    eprintln!("{report:?}");
     let json = model
         .to_json()
         .map_err(|e| DataFusionError::External(Box::new(e)))?;

@@ -17,8 +17,8 @@
 //! are linked when their windows overlap once widened by 9 hours on both sides (bridging the
 //! overnight gaps of multi-day events) and the cause's own scope holds (DESIGN §5):
 //! `Data Error` the same store or the same retailer (one feed); `Operational/Store Issue` the
-//! same store; `Marketing Misattribution` the same store, or the same retailer with a shared top
-//! SKU or the same `cluster_id`; `Social/Viral Event`, `Competitor Stockout` (and NULL) the same
+//! same store; `Marketing Misattribution` the same retailer (a
+//! campaign runs across a retailer's stores); `Social/Viral Event`, `Competitor Stockout` (and NULL) the same
 //! store, a shared top SKU or the same `cluster_id` (which carries geo, category and SKU
 //! proximity). Reports of different causes are linked only as fragments of one store: windows
 //! within 3 hours, the same store and a shared top SKU or cluster.
@@ -136,7 +136,7 @@ pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
             } else if cause.eq_ignore_ascii_case(OPERATIONAL) {
                 same_store
             } else if cause.eq_ignore_ascii_case(MARKETING) {
-                same_store || (same_retailer && (shared_sku || same_cluster))
+                same_store || same_retailer
             } else {
                 same_store || shared_sku || same_cluster
             }
@@ -396,7 +396,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
 
 #[user_doc(
     doc_section(label = "MRS Clustering Functions"),
-    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer with a shared top SKU or cluster; Social/Viral and Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral and Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
     syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
     sql_example = r#"```sql
 > SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
@@ -589,7 +589,7 @@ mod tests {
         let m = "Marketing Misattribution";
         let a = input("a", 10, m, "C1", &["X"]);
         let mut b = input("b", 20, m, "C2", &["X"]);
-        assert!(linked(&a, &b), "same retailer, shared SKU, overnight gap");
+        assert!(linked(&a, &b), "same retailer, overnight gap");
         b.retailer_id = Some("B".into());
         assert!(!linked(&a, &b), "marketing stays within a retailer");
         let o = "Operational/Store Issue";
