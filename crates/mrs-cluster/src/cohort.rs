@@ -14,14 +14,14 @@
 //!
 //! Linking. Events are the connected components of pairwise links (so the result does not
 //! depend on the order of the rows). Two reports of the same cause (or one with a NULL cause)
-//! are linked when their windows overlap once widened by 9 hours on both sides (bridging the
-//! overnight gaps of multi-day events) and the cause's own scope holds (DESIGN §5):
-//! `Data Error` the same store or the same retailer (one feed); `Operational/Store Issue` the
-//! same store; `Marketing Misattribution` the same retailer (a
-//! campaign runs across a retailer's stores); `Social/Viral Event`, `Competitor Stockout` (and NULL) the same
-//! store, a shared top SKU or the same `cluster_id` (which carries geo, category and SKU
-//! proximity). Reports of different causes are linked only as fragments of one store: windows
-//! within 3 hours, the same store and a shared top SKU or cluster.
+//! are linked when their windows overlap once widened by 3 hours on both sides (9 hours for
+//! `Marketing Misattribution`, bridging the overnight gaps of multi-day campaigns) and the
+//! cause's own scope holds (DESIGN §5): `Data Error` the same store or the same retailer (one
+//! feed); `Operational/Store Issue` the same store; `Marketing Misattribution` the same
+//! retailer; `Social/Viral Event` the same store or a shared top SKU; `Competitor Stockout`
+//! (and NULL) the same store, a shared top SKU or the same `cluster_id` (which carries geo and
+//! category proximity). Reports of different causes are linked only as fragments of one store:
+//! windows within 3 hours, the same store and a shared top SKU or cluster.
 //!
 //! Identity and lineage. The founding report of a group is its earliest `(window_start,
 //! report_id)` and `report_group_id = mrs_event_id(founding_report_id)`, unless the group
@@ -75,11 +75,13 @@ const ARGS: [(&str, ArgKind); 10] = [
 
 /// Widening of each window, on both sides, before testing concurrency.
 const TIME_PAD_MICROS: i64 = 3 * 3_600_000_000;
-/// Widening for two reports of the same cause: bridges the overnight gaps of multi-day events.
+/// Widening for two Marketing Misattribution reports: bridges the overnight gaps of multi-day
+/// campaigns.
 const SAME_CAUSE_PAD_MICROS: i64 = 9 * 3_600_000_000;
 const DATA_ERROR: &str = "Data Error";
 const OPERATIONAL: &str = "Operational/Store Issue";
 const MARKETING: &str = "Marketing Misattribution";
+const SOCIAL: &str = "Social/Viral Event";
 
 /// One input report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -127,16 +129,24 @@ pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
                 && (same_cluster || shared_sku)
         }
         (x, y) => {
-            if !overlaps(window(a), window(b), SAME_CAUSE_PAD_MICROS) {
+            let cause = x.or(y).unwrap_or("");
+            let marketing = cause.eq_ignore_ascii_case(MARKETING);
+            let pad = if marketing {
+                SAME_CAUSE_PAD_MICROS
+            } else {
+                TIME_PAD_MICROS
+            };
+            if !overlaps(window(a), window(b), pad) {
                 return false;
             }
-            let cause = x.or(y).unwrap_or("");
             if cause.eq_ignore_ascii_case(DATA_ERROR) {
                 same_store || same_retailer
             } else if cause.eq_ignore_ascii_case(OPERATIONAL) {
                 same_store
-            } else if cause.eq_ignore_ascii_case(MARKETING) {
+            } else if marketing {
                 same_store || same_retailer
+            } else if cause.eq_ignore_ascii_case(SOCIAL) {
+                same_store || shared_sku
             } else {
                 same_store || shared_sku || same_cluster
             }
@@ -396,7 +406,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
 
 #[user_doc(
     doc_section(label = "MRS Clustering Functions"),
-    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral and Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral: shared top SKU; Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
     syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
     sql_example = r#"```sql
 > SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
