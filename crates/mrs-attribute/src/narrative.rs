@@ -116,6 +116,8 @@ pub fn narrative(f: &Features, ranked: &[(Cause, f64)], evidence: &[Evidence]) -
     if let Some(h) = hours(f) {
         if h >= 48.0 {
             first.push_str(&format!(" over {} days", fmt_num(h / 24.0)));
+        } else if fmt_num(h) == "1" {
+            first.push_str(" over 1 hour");
         } else {
             first.push_str(&format!(" over {} hours", fmt_num(h)));
         }
