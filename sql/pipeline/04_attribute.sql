@@ -40,8 +40,76 @@ JOIN social_mentions s
  AND s.ts <= i.window_last
 GROUP BY i.report_id;
 
+-- The brands and SKUs of each report's top 3 SKUs (by absolute excess).
+CREATE OR REPLACE TABLE stage_report_top3 AS
+SELECT report_id, sku, brand FROM (
+    SELECT report_id, sku, brand,
+           row_number() OVER (PARTITION BY report_id ORDER BY abs(excess) DESC, sku) AS rk
+    FROM stage_sku_excess
+) WHERE rk <= 3;
+
+-- The largest spend ratio (window days over the 14 days before) over those brands.
+CREATE OR REPLACE TABLE stage_spend_any AS
+SELECT report_id, max(ratio) AS spend_ratio_max FROM (
+    SELECT b.report_id, b.brand,
+           avg(CASE WHEN m.day >= CAST(i.window_start AS DATE) THEN m.spend END)
+             / NULLIF(avg(CASE WHEN m.day < CAST(i.window_start AS DATE) THEN m.spend END), 0) AS ratio
+    FROM (SELECT DISTINCT report_id, brand FROM stage_report_top3 WHERE brand IS NOT NULL) b
+    JOIN stage_report_inputs i ON i.report_id = b.report_id
+    JOIN (SELECT brand, day, sum(spend) AS spend FROM marketing_spend GROUP BY brand, day) m
+      ON m.brand = b.brand
+     AND m.day >= CAST(i.window_start AS DATE) - INTERVAL '14 days'
+     AND m.day <= CAST(i.window_last AS DATE)
+    GROUP BY b.report_id, b.brand
+) GROUP BY report_id;
+
+-- The largest mention ratio (window over the 7 days before) over those SKUs.
+CREATE OR REPLACE TABLE stage_social_any AS
+SELECT report_id, max(ratio) AS social_ratio_max FROM (
+    SELECT t.report_id, t.sku,
+           avg(CASE WHEN s.ts >= i.window_start - INTERVAL '3 hours' THEN s.mentions END)
+             / NULLIF(avg(CASE WHEN s.ts < i.window_start - INTERVAL '3 hours' THEN s.mentions END), 0) AS ratio
+    FROM stage_report_top3 t
+    JOIN stage_report_inputs i ON i.report_id = t.report_id
+    JOIN social_mentions s
+      ON s.sku = t.sku
+     AND s.ts >= i.window_start - INTERVAL '7 days'
+     AND s.ts <= i.window_last
+    GROUP BY t.report_id, t.sku
+) GROUP BY report_id;
+
 CREATE OR REPLACE TABLE stage_retailer_size AS
-SELECT retailer_id, count(*) AS n_stores FROM stores GROUP BY retailer_id;
+SELECT retailer_id, count(*) AS n_stores, (SELECT count(*) FROM stores) AS n_all
+FROM stores GROUP BY retailer_id;
+
+-- Concurrent reports in the same direction at other stores (windows within 3 hours of each
+-- other): do they share a top SKU, the top brand, the top category, the retailer; how far.
+CREATE OR REPLACE TABLE stage_concurrent AS
+SELECT a.report_id, b.store_id, b.retailer_id = a.retailer_id AS same_retailer,
+       coalesce(array_has_any(a.top_skus, b.top_skus), false) AS shares_sku,
+       coalesce(a.top_brand = b.top_brand, false) AS same_brand,
+       coalesce(a.top_category = b.top_category, false) AS same_category,
+       2 * 6371 * asin(sqrt(power(sin(radians(b.lat - a.lat) / 2), 2)
+           + cos(radians(a.lat)) * cos(radians(b.lat)) * power(sin(radians(b.lon - a.lon) / 2), 2))) AS km
+FROM stage_report_inputs a
+JOIN stage_report_inputs b
+  ON b.store_id <> a.store_id
+ AND b.direction = a.direction
+ AND b.window_start <= a.window_last + INTERVAL '3 hours'
+ AND b.window_last >= a.window_start - INTERVAL '3 hours';
+
+-- How much of the retailer's own stores and of the other retailers' stores move with the
+-- report (same SKUs, brand, category), and how local the same-category moves elsewhere are.
+CREATE OR REPLACE TABLE stage_coverage AS
+SELECT report_id,
+       count(DISTINCT CASE WHEN same_retailer AND shares_sku THEN store_id END) AS sku_same,
+       count(DISTINCT CASE WHEN NOT same_retailer AND shares_sku THEN store_id END) AS sku_other,
+       count(DISTINCT CASE WHEN same_retailer AND same_brand THEN store_id END) AS brand_same,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_brand THEN store_id END) AS brand_other,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_category THEN store_id END) AS cat_other,
+       count(DISTINCT CASE WHEN NOT same_retailer AND same_category AND km <= 50 THEN store_id END) AS cat_other_near
+FROM stage_concurrent
+GROUP BY report_id;
 
 CREATE OR REPLACE TABLE stage_attribution AS
 SELECT i.report_id, mrs_attribute(named_struct(
@@ -76,14 +144,27 @@ SELECT i.report_id, mrs_attribute(named_struct(
     'co_sku_retailers', CAST(c.co_sku_retailers AS DOUBLE),
     'co_retailer_share', CAST(c.co_retailer_reports AS DOUBLE)
                          / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
-    'co_category_other_retailer_nearby', CAST(c.co_category_other_retailer_nearby AS DOUBLE)
+    'co_category_other_retailer_nearby', CAST(c.co_category_other_retailer_nearby AS DOUBLE),
+    'sku_retailer_coverage', CAST(coalesce(cv.sku_same, 0) AS DOUBLE) / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
+    'sku_other_retailer_coverage', CAST(coalesce(cv.sku_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'brand_retailer_coverage', CAST(coalesce(cv.brand_same, 0) AS DOUBLE) / CAST(NULLIF(rs.n_stores - 1, 0) AS DOUBLE),
+    'brand_other_retailer_coverage', CAST(coalesce(cv.brand_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'category_other_retailer_coverage', CAST(coalesce(cv.cat_other, 0) AS DOUBLE) / CAST(NULLIF(rs.n_all - rs.n_stores, 0) AS DOUBLE),
+    'category_nearby_share', CAST(cv.cat_other_near AS DOUBLE) / CAST(NULLIF(cv.cat_other, 0) AS DOUBLE),
+    'sku_same_retailer_share', CAST(cv.sku_same AS DOUBLE) / CAST(NULLIF(cv.sku_same + cv.sku_other, 0) AS DOUBLE),
+    'brand_same_retailer_share', CAST(cv.brand_same AS DOUBLE) / CAST(NULLIF(cv.brand_same + cv.brand_other, 0) AS DOUBLE),
+    'spend_ratio_max', spa.spend_ratio_max,
+    'social_ratio_max', soa.social_ratio_max
 )) AS a
 FROM stage_report_inputs i
 LEFT JOIN stage_clusters c ON c.report_id = i.report_id
 LEFT JOIN stage_promo p ON p.report_id = i.report_id
 LEFT JOIN stage_spend sp ON sp.report_id = i.report_id
 LEFT JOIN stage_social so ON so.report_id = i.report_id
-LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id;
+LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id
+LEFT JOIN stage_coverage cv ON cv.report_id = i.report_id
+LEFT JOIN stage_spend_any spa ON spa.report_id = i.report_id
+LEFT JOIN stage_social_any soa ON soa.report_id = i.report_id;
 
 CREATE OR REPLACE TABLE stage_attribution_flat AS
 SELECT report_id, a['cause'] AS cause, a['narrative'] AS narrative, a['confidence'] AS confidence,

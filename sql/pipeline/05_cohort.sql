@@ -1,13 +1,16 @@
 -- Stage 5, cohort: the reports of one underlying event share a report_group_id (a Minority
 -- Event). Ids come from each event's founding report, so they stay stable as events grow; a
--- merge keeps the earliest founder's id and records the others in merged_from.
+-- merge keeps the earliest founder's id and records the others in merged_from. Only each
+-- report's two leading SKUs (by absolute excess) count as shared SKUs: the tail of the top five
+-- overlaps by chance across unrelated events.
 CREATE OR REPLACE TABLE stage_cohorts AS
 SELECT c['report_id'] AS report_id, c['report_group_id'] AS report_group_id,
        c['group_size'] AS group_size, c['group_confidence'] AS group_confidence,
        c['founding_report_id'] AS founding_report_id, c['merged_from'] AS merged_from
 FROM (
     SELECT unnest(mrs_cohort(i.report_id, c.cluster_id, i.window_start, i.window_last, a.cause,
-                             a.confidence, i.store_id, i.retailer_id, i.top_skus,
+                             a.confidence, i.store_id, i.retailer_id,
+                             array_slice(i.top_skus, 1, 2),
                              prev.report_group_id)) AS c
     FROM stage_report_inputs i
     LEFT JOIN stage_clusters c ON c.report_id = i.report_id

@@ -23,7 +23,8 @@ use datafusion::arrow::datatypes::{DataType, Field, Fields};
 use datafusion::common::Result;
 use datafusion::common::utils::take_function_args;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+    ColumnarValue, Documentation, ScalarFunctionArgs, ScalarUDFImpl, Signature, TypeSignature,
+    Volatility,
 };
 use datafusion_macros::user_doc;
 
@@ -52,6 +53,36 @@ fn list_of(fields: Fields) -> DataType {
         DataType::Struct(fields),
         true,
     )))
+}
+
+/// The features struct with every known field at its canonical type (strings Utf8, numbers
+/// Float64, profile `List<Struct{ts Timestamp(us, UTC), actual, baseline}>`): the example type
+/// that `SHOW FUNCTIONS` lists. Any struct is accepted (fields are read by name).
+pub fn canonical_features_type() -> DataType {
+    use crate::features::{NUMBER_FIELDS, TEXT_FIELDS};
+    let mut fields: Vec<Field> = TEXT_FIELDS
+        .iter()
+        .map(|n| Field::new(*n, DataType::Utf8, true))
+        .collect();
+    fields.extend(
+        NUMBER_FIELDS
+            .iter()
+            .map(|n| Field::new(*n, DataType::Float64, true)),
+    );
+    let point = Fields::from(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(
+                datafusion::arrow::datatypes::TimeUnit::Microsecond,
+                Some("UTC".into()),
+            ),
+            true,
+        ),
+        Field::new("actual", DataType::Float64, true),
+        Field::new("baseline", DataType::Float64, true),
+    ]);
+    fields.push(Field::new("profile", list_of(point), true));
+    DataType::Struct(Fields::from(fields))
 }
 
 /// The output struct's fields, in order.
@@ -181,7 +212,13 @@ impl Default for AttributeFunc {
 impl AttributeFunc {
     pub fn new() -> Self {
         Self {
-            signature: Signature::any(1, Volatility::Immutable),
+            signature: Signature::one_of(
+                vec![
+                    TypeSignature::Any(1),
+                    TypeSignature::Exact(vec![canonical_features_type()]),
+                ],
+                Volatility::Immutable,
+            ),
         }
     }
 }
@@ -206,7 +243,7 @@ impl ScalarUDFImpl for AttributeFunc {
         let [features] = take_function_args(self.name(), args.args)?;
         let is_scalar = matches!(features, ColumnarValue::Scalar(_));
         let array = features.to_array(if is_scalar { 1 } else { rows })?;
-        let model = AttributionModel::default();
+        let model = AttributionModel::fitted();
         let results: Vec<Attribution> = read_features(&array)?
             .iter()
             .map(|f| model.attribute(f))

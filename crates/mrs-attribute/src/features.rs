@@ -50,6 +50,16 @@ pub struct Features {
     pub co_sku_retailers: Option<f64>,
     pub co_retailer_share: Option<f64>,
     pub co_category_other_retailer_nearby: Option<f64>,
+    pub sku_retailer_coverage: Option<f64>,
+    pub sku_other_retailer_coverage: Option<f64>,
+    pub brand_retailer_coverage: Option<f64>,
+    pub brand_other_retailer_coverage: Option<f64>,
+    pub category_other_retailer_coverage: Option<f64>,
+    pub category_nearby_share: Option<f64>,
+    pub sku_same_retailer_share: Option<f64>,
+    pub brand_same_retailer_share: Option<f64>,
+    pub spend_ratio_max: Option<f64>,
+    pub social_ratio_max: Option<f64>,
     pub store_id: Option<String>,
     pub retailer_id: Option<String>,
     pub region: Option<String>,
@@ -65,7 +75,7 @@ pub(crate) const TEXT_FIELDS: [&str; 7] = [
     "region",
 ];
 
-pub(crate) const NUMBER_FIELDS: [&str; 23] = [
+pub(crate) const NUMBER_FIELDS: [&str; 33] = [
     "severity",
     "duration_buckets",
     "magnitude",
@@ -89,6 +99,16 @@ pub(crate) const NUMBER_FIELDS: [&str; 23] = [
     "co_sku_retailers",
     "co_retailer_share",
     "co_category_other_retailer_nearby",
+    "sku_retailer_coverage",
+    "sku_other_retailer_coverage",
+    "brand_retailer_coverage",
+    "brand_other_retailer_coverage",
+    "category_other_retailer_coverage",
+    "category_nearby_share",
+    "sku_same_retailer_share",
+    "brand_same_retailer_share",
+    "spend_ratio_max",
+    "social_ratio_max",
 ];
 
 fn is_text(dt: &DataType) -> bool {
@@ -302,6 +322,17 @@ pub(crate) fn read_features(arg: &ArrayRef) -> Result<Vec<Features>> {
             co_sku_retailers: x(20),
             co_retailer_share: x(21),
             co_category_other_retailer_nearby: x(22),
+            sku_retailer_coverage: x(23),
+            sku_other_retailer_coverage: x(24),
+            brand_retailer_coverage: x(25),
+            brand_other_retailer_coverage: x(26),
+            category_other_retailer_coverage: x(27),
+            category_nearby_share: x(28),
+            sku_same_retailer_share: x(29),
+            brand_same_retailer_share: x(30),
+            spend_ratio_max: x(31),
+            social_ratio_max: x(32),
+
             profile: std::mem::take(&mut prof[r]),
         });
     }

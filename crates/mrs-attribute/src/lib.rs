@@ -19,6 +19,7 @@ pub mod features;
 pub mod model;
 pub mod narrative;
 pub mod shape;
+pub mod train;
 
 pub use features::{Features, ProfilePoint};
 pub use model::{Attribution, AttributionModel};

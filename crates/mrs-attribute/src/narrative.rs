@@ -37,6 +37,24 @@ fn phrase(signal: &str) -> &'static str {
         "all_skus_affected" => "most of the store's SKUs being affected",
         "short_duration" => "a duration of hours",
         "isolated" => "no concurrent reports elsewhere",
+        "drop_ramp_shape" => "a gradual decline",
+        "drop_category_concentration" => "a drop concentrated on one category",
+        "drop_nearby_other_retailer_category" => {
+            "a same-category drop while nearby competitors rise"
+        }
+        "drop_multi_day" => "a drop lasting days",
+        "many_affected_skus" => "many SKUs affected at once",
+        "co_sku_stores_wide" => "the same SKU moving at many other stores",
+        "sku_retailer_coverage" => "the same SKUs moving across the retailer's stores",
+        "sku_other_retailer_coverage" => "the same SKUs moving at other retailers' stores",
+        "brand_retailer_coverage" => "the same brand moving across the retailer's stores",
+        "brand_other_retailer_coverage" => "the same brand moving at other retailers' stores",
+        "category_other_retailer_coverage" => "the same category moving at other retailers",
+        "sku_same_retailer_share" => "the same SKUs moving mostly at this retailer",
+        "brand_same_retailer_share" => "the same brand moving mostly at this retailer",
+        "spend_uplift_any" => "marketing spend above its recent level on a driving brand",
+        "social_uplift_any" => "a surge in social mentions of a driving SKU",
+        "category_nearby_share" => "same-category moves concentrated at nearby competitors",
         _ => "the combined evidence",
     }
 }
@@ -98,6 +116,8 @@ pub fn narrative(f: &Features, ranked: &[(Cause, f64)], evidence: &[Evidence]) -
     if let Some(h) = hours(f) {
         if h >= 48.0 {
             first.push_str(&format!(" over {} days", fmt_num(h / 24.0)));
+        } else if fmt_num(h) == "1" {
+            first.push_str(" over 1 hour");
         } else {
             first.push_str(&format!(" over {} hours", fmt_num(h)));
         }

@@ -81,6 +81,15 @@ enum Command {
         #[arg(long, env = "USER", default_value = "analyst")]
         by: String,
     },
+    /// Refit the attribution model on run training lakes (synthetic, with ground truth) and
+    /// write it as JSON (ship it as crates/mrs-attribute/model/attribution.json).
+    TrainAttribution {
+        /// Training lakes, each already processed by `mrs run`; never the evaluation lakes.
+        #[arg(required = true)]
+        lakes: Vec<String>,
+        #[arg(long, default_value = "crates/mrs-attribute/model/attribution.json")]
+        out: String,
+    },
     /// Synthesise the `tiny` preset into a lake, run the pipeline, print events and evaluation.
     Demo {
         #[arg(long, default_value_t = 1)]
@@ -236,6 +245,45 @@ async fn demo(lake_location: &str, seed: u64) -> Result<()> {
     Ok(())
 }
 
+async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
+    use datafusion::object_store::ObjectStoreExt;
+    let mut samples = Vec::new();
+    for location in lakes {
+        let lake = Lake::open(location)?;
+        let ctx = mrs_pipeline::open_session(&lake, None).await?;
+        ctx.register_parquet(
+            "truth_anomalies",
+            lake.folder_url("truth/anomalies"),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await?;
+        let manifest = lake.store().get(&lake.path("truth/synth.json")).await;
+        let step = match manifest {
+            Ok(got) => serde_json::from_slice::<serde_json::Value>(&got.bytes().await?)
+                .ok()
+                .and_then(|v| v.get("step_seconds").and_then(serde_json::Value::as_i64))
+                .unwrap_or(3600),
+            Err(_) => 3600,
+        };
+        let got = mrs_attribute::train::samples(&ctx, location, step).await?;
+        eprintln!("{location}: {} labelled reports", got.len());
+        samples.extend(got);
+    }
+    let version = format!(
+        "mrs-attribute-mlr-1 (multinomial logistic regression on {} reports of {})",
+        samples.len(),
+        lakes.join(", ")
+    );
+    let (model, report) = mrs_attribute::train::fit(&samples, &version);
+    eprintln!("{report:?}");
+    let json = model
+        .to_json()
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    std::fs::write(out, json + "\n")?;
+    println!("wrote {out}");
+    Ok(())
+}
+
 async fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         None => {
@@ -304,6 +352,7 @@ async fn dispatch(cli: Cli) -> Result<()> {
             .await
         }
         Some(Command::Demo { seed }) => demo(&cli.lake, seed).await,
+        Some(Command::TrainAttribution { lakes, out }) => train_attribution(&lakes, &out).await,
     }
 }
 

@@ -53,7 +53,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature,
 };
 use datafusion_macros::user_doc;
 
@@ -560,7 +560,7 @@ impl Default for ClusterFunc {
 impl ClusterFunc {
     pub fn new() -> Self {
         Self {
-            signature: Signature::any(ARGS.len(), Volatility::Immutable),
+            signature: crate::common::signature_of(&ARGS),
         }
     }
 }

@@ -12,14 +12,16 @@
 //! | output order | by `report_id`, whatever the input order or partitioning |
 //! | complexity | O(n^2) pairs with a cheap time test first, near-linear union-find |
 //!
-//! Linking. Two reports are linked when their windows overlap once widened by 3 hours on both
-//! sides and there is evidence that they belong to one event; events are the connected
-//! components of the links (so the result does not depend on the order of the rows). Evidence
-//! items: same `cluster_id` (which carries geo, category and SKU proximity: nearby same-category
-//! stockouts, viral SKUs), at least one shared top SKU, the same retailer while both causes are
-//! `Data Error` (one feed), the same store. Same-cause preference: one evidence item links two
-//! reports only if their causes agree (or one is NULL); two or more items link them whatever
-//! their causes.
+//! Linking. Events are the connected components of pairwise links (so the result does not
+//! depend on the order of the rows). Two reports of the same cause (or one with a NULL cause)
+//! are linked when their windows overlap once widened by 3 hours on both sides (9 hours for
+//! `Marketing Misattribution`, bridging the overnight gaps of multi-day campaigns) and the
+//! cause's own scope holds (DESIGN §5): `Data Error` the same store or the same retailer (one
+//! feed); `Operational/Store Issue` the same store; `Marketing Misattribution` the same
+//! retailer; `Social/Viral Event` the same store or a shared top SKU; `Competitor Stockout`
+//! (and NULL) the same store, a shared top SKU or the same `cluster_id` (which carries geo and
+//! category proximity). Reports of different causes are linked only as fragments of one store:
+//! windows within 3 hours, the same store and a shared top SKU or cluster.
 //!
 //! Identity and lineage. The founding report of a group is its earliest `(window_start,
 //! report_id)` and `report_group_id = mrs_event_id(founding_report_id)`, unless the group
@@ -48,7 +50,7 @@ use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
-    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature, Volatility,
+    Accumulator, AggregateUDF, AggregateUDFImpl, Documentation, Signature,
 };
 use datafusion_macros::user_doc;
 use mrs_core::identity::event_id;
@@ -73,7 +75,13 @@ const ARGS: [(&str, ArgKind); 10] = [
 
 /// Widening of each window, on both sides, before testing concurrency.
 const TIME_PAD_MICROS: i64 = 3 * 3_600_000_000;
+/// Widening for two Marketing Misattribution reports: bridges the overnight gaps of multi-day
+/// campaigns.
+const SAME_CAUSE_PAD_MICROS: i64 = 9 * 3_600_000_000;
 const DATA_ERROR: &str = "Data Error";
+const OPERATIONAL: &str = "Operational/Store Issue";
+const MARKETING: &str = "Marketing Misattribution";
+const SOCIAL: &str = "Social/Viral Event";
 
 /// One input report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -108,29 +116,42 @@ fn eq_opt(a: Option<&String>, b: Option<&String>) -> bool {
 
 /// Whether two reports belong to one event (module header).
 pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
-    if !overlaps(
-        (a.window_start, a.window_last),
-        (b.window_start, b.window_last),
-        TIME_PAD_MICROS,
-    ) {
-        return false;
+    let same_store = eq_opt(a.store_id.as_ref(), b.store_id.as_ref());
+    let same_retailer = eq_opt(a.retailer_id.as_ref(), b.retailer_id.as_ref());
+    let same_cluster = eq_opt(a.cluster_id.as_ref(), b.cluster_id.as_ref());
+    let shared_sku = shared_count(&a.top_skus, &b.top_skus) > 0;
+    let window = |r: &CohortInput| (r.window_start, r.window_last);
+    match (a.cause.as_deref(), b.cause.as_deref()) {
+        (Some(x), Some(y)) if !x.eq_ignore_ascii_case(y) => {
+            // Different causes: only fragments of one store, with a second item of evidence.
+            overlaps(window(a), window(b), TIME_PAD_MICROS)
+                && same_store
+                && (same_cluster || shared_sku)
+        }
+        (x, y) => {
+            let cause = x.or(y).unwrap_or("");
+            let marketing = cause.eq_ignore_ascii_case(MARKETING);
+            let pad = if marketing {
+                SAME_CAUSE_PAD_MICROS
+            } else {
+                TIME_PAD_MICROS
+            };
+            if !overlaps(window(a), window(b), pad) {
+                return false;
+            }
+            if cause.eq_ignore_ascii_case(DATA_ERROR) {
+                same_store || same_retailer
+            } else if cause.eq_ignore_ascii_case(OPERATIONAL) {
+                same_store
+            } else if marketing {
+                same_store || same_retailer
+            } else if cause.eq_ignore_ascii_case(SOCIAL) {
+                same_store || shared_sku
+            } else {
+                same_store || shared_sku || same_cluster
+            }
+        }
     }
-    let both_data_error =
-        a.cause.as_deref() == Some(DATA_ERROR) && b.cause.as_deref() == Some(DATA_ERROR);
-    let evidence = [
-        eq_opt(a.cluster_id.as_ref(), b.cluster_id.as_ref()),
-        shared_count(&a.top_skus, &b.top_skus) > 0,
-        both_data_error && eq_opt(a.retailer_id.as_ref(), b.retailer_id.as_ref()),
-        eq_opt(a.store_id.as_ref(), b.store_id.as_ref()),
-    ]
-    .iter()
-    .filter(|e| **e)
-    .count();
-    let same_cause = match (&a.cause, &b.cause) {
-        (Some(x), Some(y)) => x.eq_ignore_ascii_case(y),
-        _ => true,
-    };
-    evidence >= 2 || (evidence == 1 && same_cause)
 }
 
 /// Confidence of a group (module header).
@@ -385,7 +406,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
 
 #[user_doc(
     doc_section(label = "MRS Clustering Functions"),
-    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked by evidence (same cluster, shared top SKU, same retailer feed for Data Errors, same store; one item suffices only for the same cause). Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral: shared top SKU; Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
     syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
     sql_example = r#"```sql
 > SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
@@ -429,7 +450,7 @@ impl Default for CohortFunc {
 impl CohortFunc {
     pub fn new() -> Self {
         Self {
-            signature: Signature::any(ARGS.len(), Volatility::Immutable),
+            signature: crate::common::signature_of(&ARGS),
         }
     }
 }
@@ -562,15 +583,30 @@ mod tests {
     }
 
     #[test]
-    fn different_causes_need_two_evidence_items() {
+    fn different_causes_link_only_fragments_of_one_store() {
         let a = input("a", 10, "Social/Viral Event", "C1", &["X"]);
-        let mut b = input("b", 10, "Competitor Stockout", "C2", &["X"]);
+        let mut b = input("b", 10, "Competitor Stockout", "C1", &["X"]);
         assert!(!linked(&a, &b));
-        b.cluster_id = Some("C1".into());
+        b.store_id = a.store_id.clone();
         assert!(linked(&a, &b));
         b.window_start = Some(30 * H);
         b.window_last = Some(31 * H);
         assert!(!linked(&a, &b));
+    }
+
+    #[test]
+    fn cause_scopes() {
+        let m = "Marketing Misattribution";
+        let a = input("a", 10, m, "C1", &["X"]);
+        let mut b = input("b", 20, m, "C2", &["X"]);
+        assert!(linked(&a, &b), "same retailer, overnight gap");
+        b.retailer_id = Some("B".into());
+        assert!(!linked(&a, &b), "marketing stays within a retailer");
+        let o = "Operational/Store Issue";
+        assert!(!linked(
+            &input("a", 10, o, "C1", &["X"]),
+            &input("b", 10, o, "C1", &["X"])
+        ));
     }
 
     #[test]

@@ -28,6 +28,19 @@ pub(crate) enum ArgKind {
 }
 
 impl ArgKind {
+    /// The canonical type of the kind (what the pipeline passes), for signatures that
+    /// enumerate example types (`SHOW FUNCTIONS`).
+    pub(crate) fn canonical(self) -> DataType {
+        match self {
+            ArgKind::Text => DataType::Utf8,
+            ArgKind::Number => DataType::Float64,
+            ArgKind::Time => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ArgKind::TextList => {
+                DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)))
+            }
+        }
+    }
+
     fn accepts(self, dt: &DataType) -> bool {
         if dt.is_null() {
             return true;
@@ -330,6 +343,20 @@ impl UnionFind {
             self.parent[hi] = lo;
         }
     }
+}
+
+/// Signature of a function taking `args`: any types (checked by name in `return_type`), and
+/// the canonical types as the example `SHOW FUNCTIONS` lists. `Any` comes first so that
+/// arguments are never coerced.
+pub(crate) fn signature_of(args: &[(&str, ArgKind)]) -> datafusion::logical_expr::Signature {
+    use datafusion::logical_expr::{Signature, TypeSignature, Volatility};
+    Signature::one_of(
+        vec![
+            TypeSignature::Any(args.len()),
+            TypeSignature::Exact(args.iter().map(|(_, k)| k.canonical()).collect()),
+        ],
+        Volatility::Immutable,
+    )
 }
 
 #[cfg(test)]
