@@ -89,6 +89,21 @@ async fn waiting_events(lake: &Lake) -> Vec<String> {
     .collect()
 }
 
+/// Every live event, in id order: analysts may decide on any of them, whatever automation did.
+async fn live_events(lake: &Lake) -> Vec<String> {
+    strings(
+        &query(
+            lake,
+            "SELECT report_group_id FROM minority_events ORDER BY report_group_id",
+        )
+        .await,
+        0,
+    )
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
 async fn decide(lake: &Lake, event: &str, action: &str, cause: Option<&str>) {
     record(
         lake,
@@ -110,9 +125,9 @@ fn analyst_decisions_drive_status_cause_and_feeds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = synth(dir.path(), 3).await;
         run(&lake, None).await;
-        let waiting = waiting_events(&lake).await;
-        assert!(waiting.len() >= 3, "need three events waiting for review, got {waiting:?}");
-        let (confirmed, rejected, reattributed) = (&waiting[0], &waiting[1], &waiting[2]);
+        let events = live_events(&lake).await;
+        assert!(events.len() >= 3, "need three events, got {events:?}");
+        let (confirmed, rejected, reattributed) = (&events[0], &events[1], &events[2]);
 
         // Confirm: shows at once in the hydrated view, then in the log and the MMM feed.
         decide(&lake, confirmed, "confirm", None).await;
@@ -248,8 +263,8 @@ fn an_outside_reader_gets_the_protection_feeds() {
         let dir = tempfile::tempdir().expect("tempdir");
         let lake = synth(dir.path(), 3).await;
         run(&lake, None).await;
-        let waiting = waiting_events(&lake).await;
-        decide(&lake, &waiting[0], "confirm", None).await;
+        let events = live_events(&lake).await;
+        decide(&lake, &events[0], "confirm", None).await;
         run(&lake, None).await;
         let expect_mmm = count(&lake, "SELECT count(*) FROM mmm_protection").await;
         let expect_bandit = count(&lake, "SELECT count(*) FROM bandit_masks").await;
