@@ -1,73 +1,17 @@
 //! Event lifecycle (issue 5): analyst decisions, automation rules as data, reopening, history and
 //! the protection feeds, on `tiny` lakes.
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+mod common;
+
+use common::{count, one_string, query, run, runtime, strings};
+use datafusion::arrow::array::AsArray;
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use mrs_pipeline::Lake;
 use mrs_pipeline::decisions::{Decision, record};
-use mrs_pipeline::{Lake, RunOptions};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
 
 async fn synth(dir: &std::path::Path, seed: u64) -> Lake {
-    let lake = Lake::open(dir.to_str().expect("utf-8 path")).expect("open lake");
-    let cfg = mrs_synth::SynthConfig::new(mrs_synth::Preset::Tiny, seed);
-    mrs_synth::write_lake(lake.store(), lake.root(), &cfg)
-        .await
-        .expect("synth");
-    lake
-}
-
-async fn run(lake: &Lake, as_of: Option<i64>) -> mrs_pipeline::RunSummary {
-    mrs_pipeline::run(
-        lake,
-        &RunOptions {
-            as_of_micros: as_of,
-        },
-    )
-    .await
-    .expect("run")
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
-    let ctx = mrs_pipeline::open_session(lake, None)
-        .await
-        .expect("session");
-    ctx.sql(sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("execute")
-}
-
-fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &DataType::Utf8).expect("cast");
-        let c = c.as_string::<i32>();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
-    }
-    out
-}
-
-async fn one_string(lake: &Lake, sql: &str) -> Option<String> {
-    strings(&query(lake, sql).await, 0)
-        .into_iter()
-        .next()
-        .flatten()
-}
-
-async fn count(lake: &Lake, sql: &str) -> i64 {
-    let b = query(lake, sql).await;
-    let c = cast(b[0].column(0), &DataType::Int64).expect("cast");
-    c.as_primitive::<Int64Type>().value(0)
+    common::synth_tiny(dir, seed, None).await
 }
 
 async fn status(lake: &Lake, event: &str) -> String {

@@ -6,9 +6,9 @@
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+mod common;
+
+use common::{count, micros, query, run, runtime, strings, synth_tiny};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use mrs_pipeline::{Lake, RunOptions, RunSummary};
 
@@ -18,23 +18,9 @@ struct Fixture {
     first: RunSummary,
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
 async fn synth_and_run(dir: &std::path::Path, seed: u64) -> (Lake, RunSummary) {
-    let lake = Lake::open(dir.to_str().expect("utf-8 path")).expect("open lake");
-    let cfg = mrs_synth::SynthConfig::new(mrs_synth::Preset::Tiny, seed);
-    mrs_synth::write_lake(lake.store(), lake.root(), &cfg)
-        .await
-        .expect("synth");
-    let summary = mrs_pipeline::run(&lake, &RunOptions::default())
-        .await
-        .expect("run");
+    let lake = synth_tiny(dir, seed, None).await;
+    let summary = run(&lake, None).await;
     (lake, summary)
 }
 
@@ -49,49 +35,6 @@ fn fixture() -> &'static Fixture {
             first,
         }
     })
-}
-
-async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
-    let ctx = mrs_pipeline::open_session(lake, None)
-        .await
-        .expect("session");
-    ctx.sql(sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("execute")
-}
-
-fn strings(batches: &[RecordBatch], col: usize) -> Vec<Option<String>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &DataType::Utf8).expect("cast");
-        let c = c.as_string::<i32>();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i).to_string())));
-    }
-    out
-}
-
-fn micros(batches: &[RecordBatch], col: usize) -> Vec<Option<i64>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(
-            b.column(col),
-            &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-        )
-        .expect("cast");
-        let c = c.as_primitive::<TimestampMicrosecondType>();
-        out.extend((0..c.len()).map(|i| (!c.is_null(i)).then(|| c.value(i))));
-    }
-    out
-}
-
-async fn count(lake: &Lake, sql: &str) -> i64 {
-    let b = query(lake, sql).await;
-    let c = cast(b[0].column(0), &DataType::Int64).expect("cast");
-    c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
-        .value(0)
 }
 
 #[test]

@@ -8,6 +8,9 @@
 
 use std::collections::BTreeSet;
 
+mod common;
+
+use common::query;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
@@ -18,18 +21,6 @@ const DAY: i64 = 24 * HOUR;
 /// First bucket of every synthetic lake (2025-06-02T00:00:00Z) and the `tiny` length.
 const START: i64 = 1_748_822_400_000_000;
 const TINY_DAYS: i64 = 35;
-
-async fn query(lake: &Lake, sql: &str) -> Vec<RecordBatch> {
-    let ctx = mrs_pipeline::open_session(lake, None)
-        .await
-        .expect("session");
-    ctx.sql(sql)
-        .await
-        .expect("plan")
-        .collect()
-        .await
-        .expect("execute")
-}
 
 fn rows(batches: &[RecordBatch]) -> BTreeSet<(String, String)> {
     let mut out = BTreeSet::new();
@@ -46,11 +37,7 @@ fn rows(batches: &[RecordBatch]) -> BTreeSet<(String, String)> {
 }
 
 async fn synth(lake: &Lake, until: Option<i64>) {
-    let mut cfg = mrs_synth::SynthConfig::new(mrs_synth::Preset::Tiny, 3);
-    cfg.until = until;
-    mrs_synth::write_lake(lake.store(), lake.root(), &cfg)
-        .await
-        .expect("synth");
+    common::write_tiny(lake, 3, until).await;
 }
 
 async fn live_reports(lake: &Lake) -> BTreeSet<(String, String)> {
