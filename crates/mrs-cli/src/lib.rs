@@ -246,7 +246,6 @@ async fn demo(lake_location: &str, seed: u64) -> Result<()> {
 }
 
 async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
-    use datafusion::object_store::ObjectStoreExt;
     let mut samples = Vec::new();
     for location in lakes {
         let lake = Lake::open(location)?;
@@ -257,14 +256,7 @@ async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
             datafusion::prelude::ParquetReadOptions::default(),
         )
         .await?;
-        let manifest = lake.store().get(&lake.path("truth/synth.json")).await;
-        let step = match manifest {
-            Ok(got) => serde_json::from_slice::<serde_json::Value>(&got.bytes().await?)
-                .ok()
-                .and_then(|v| v.get("step_seconds").and_then(serde_json::Value::as_i64))
-                .unwrap_or(3600),
-            Err(_) => 3600,
-        };
+        let step = mrs_eval::step_seconds(&lake).await;
         let got = mrs_attribute::train::samples(&ctx, location, step).await?;
         eprintln!("{location}: {} labelled reports", got.len());
         samples.extend(got);

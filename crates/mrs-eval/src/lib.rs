@@ -190,7 +190,7 @@ async fn query(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
 }
 
 /// Step of the lake's buckets in seconds, from the generator's manifest (3600 when absent).
-async fn step_seconds(lake: &Lake) -> i64 {
+pub async fn step_seconds(lake: &Lake) -> i64 {
     use datafusion::object_store::ObjectStoreExt;
     let path = lake.path("truth/synth.json");
     let Ok(got) = lake.store().get(&path).await else {
