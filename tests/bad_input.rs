@@ -187,3 +187,16 @@ fn integer_units_and_naive_nanosecond_timestamps_are_accepted() {
     let seen = runtime().block_on(count(&lake, "SELECT count(*) FROM sales_clean WHERE units = 3.0 AND ts = TIMESTAMP '2025-06-20T10:00:00Z'"));
     assert_eq!(seen, 1);
 }
+
+#[test]
+fn an_empty_sales_table_runs_and_reports_nothing() {
+    let units: ArrayRef = Arc::new(Float64Array::from(Vec::<Option<f64>>::new()));
+    let (_dir, lake) = lake_with_sales(units, DataType::Float64);
+    let summary = runtime().block_on(run(&lake, None));
+    assert_eq!(summary.reports_new, 0, "{summary}");
+    assert_eq!(summary.quarantined, 0);
+    assert_eq!(
+        runtime().block_on(count(&lake, "SELECT count(*) FROM minority_reports")),
+        0
+    );
+}
