@@ -19,6 +19,12 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// Writes the `tiny` preset (seed 2) into a lake.
+fn synth_tiny(lake: &str) {
+    let out = mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", lake]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 fn lake_arg(dir: &Path) -> String {
     dir.to_str().expect("utf-8 path").to_string()
 }
@@ -98,11 +104,7 @@ fn a_failing_statement_fails_the_run_and_names_the_script() {
 
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = lake_arg(dir.path());
-    assert!(
-        mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake])
-            .status
-            .success()
-    );
+    synth_tiny(&lake);
     // A foreign tool appended a file whose severity is text: reading the log fails in a stage.
     let schema = Arc::new(Schema::new(vec![
         Field::new("report_id", DataType::Utf8, true),
@@ -136,11 +138,7 @@ fn a_failing_statement_fails_the_run_and_names_the_script() {
 fn a_changed_applied_migration_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = lake_arg(dir.path());
-    assert!(
-        mrs(&["synth", "--preset", "tiny", "--seed", "2", "--lake", &lake])
-            .status
-            .success()
-    );
+    synth_tiny(&lake);
     assert!(mrs(&["run", "--lake", &lake]).status.success());
     // Pretend V001 had been applied with other text.
     let out = mrs(&[

@@ -717,16 +717,21 @@ mod tests {
         }
     }
 
-    #[test]
-    fn each_clear_cut_case_ranks_its_cause_first() {
-        let m = AttributionModel::hand_set();
-        for (f, cause) in [
+    /// One clear-cut feature set per cause.
+    fn clear_cut_cases() -> [(Features, Cause); 5] {
+        [
             (data_error(), Cause::DataError),
             (marketing(), Cause::MarketingMisattribution),
             (stockout(), Cause::CompetitorStockout),
             (viral(), Cause::SocialViral),
             (outage(), Cause::OperationalStoreIssue),
-        ] {
+        ]
+    }
+
+    #[test]
+    fn each_clear_cut_case_ranks_its_cause_first() {
+        let m = AttributionModel::hand_set();
+        for (f, cause) in clear_cut_cases() {
             let a = m.attribute(&f);
             assert_eq!(a.ranked[0].0, cause, "{:?}", a.ranked);
             assert!(a.ranked[0].1 >= 0.5, "{cause}: {:?}", a.ranked);
@@ -741,13 +746,7 @@ mod tests {
     #[test]
     fn fitted_model_ranks_clear_cut_cases_among_its_top_three() {
         let m = AttributionModel::default();
-        for (f, cause) in [
-            (data_error(), Cause::DataError),
-            (marketing(), Cause::MarketingMisattribution),
-            (stockout(), Cause::CompetitorStockout),
-            (viral(), Cause::SocialViral),
-            (outage(), Cause::OperationalStoreIssue),
-        ] {
+        for (f, cause) in clear_cut_cases() {
             let a = m.attribute(&f);
             let rank = a.ranked.iter().position(|r| r.0 == cause);
             eprintln!("{cause}: rank {rank:?} {:?}", a.ranked[0]);
