@@ -29,6 +29,7 @@ SELECT
     w.r['first_detected_from'] AS window_start,
     w.r['window_end'] AS window_end,
     w.r['last_anomalous_ts'] AS last_anomalous_ts,
+    w.r['alerted_at'] AS alerted_at,
     w.r['peak_ts'] AS peak_ts,
     w.r['direction'] AS direction,
     w.r['severity'] AS severity,
@@ -74,8 +75,8 @@ SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_star
        d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
        d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
        d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
-       d.dq_negative_count, 'mrs-detect 0.2' AS detector_version, d.content_hash,
-       rc.run_id, rc.written_at
+       d.dq_negative_count, 'mrs-detect 0.3' AS detector_version, d.content_hash,
+       rc.run_id, rc.written_at, d.alerted_at
 FROM stage_detected d
 CROSS JOIN run_context rc
 LEFT JOIN latest_detected l ON l.report_id = d.report_id
@@ -91,7 +92,7 @@ SELECT l.report_id, l.store_id, l.retailer_id, l.region, 'retracted' AS status, 
        l.dq_ratio, l.dq_integer_multiple_share, l.dq_zero_share, l.dq_catchup, l.dq_stuck_share,
        l.dq_negative_count, l.detector_version,
        mrs_content_hash('retracted', l.content_hash) AS content_hash,
-       rc.run_id, rc.written_at
+       rc.run_id, rc.written_at, l.alerted_at
 FROM latest_detected l
 CROSS JOIN run_context rc
 WHERE l.status <> 'retracted'

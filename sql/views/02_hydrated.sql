@@ -7,7 +7,7 @@ CREATE OR REPLACE VIEW minority_reports AS
 SELECT
     d.report_id, d.store_id, d.retailer_id, d.region, d.status AS detection_status,
     d.window_start, coalesce(e.window_end, d.window_end) AS window_end,
-    d.last_anomalous_ts, d.peak_ts, d.direction, d.severity, d.anomalous_buckets,
+    d.last_anomalous_ts, d.alerted_at, d.peak_ts, d.direction, d.severity, d.anomalous_buckets,
     d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
     d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
     c.cluster_id, c.cluster_size,

@@ -48,6 +48,8 @@ pub struct PredictedReport {
     pub store_id: String,
     pub start: i64,
     pub end: i64,
+    /// When the detector first alerted on it (`alerted_at`; the start when unknown).
+    pub alerted: i64,
     pub causes: [Option<String>; 3],
     pub confidence: Option<f64>,
     pub group_id: Option<String>,
@@ -64,7 +66,8 @@ pub struct DetectionMetrics {
     pub report_precision: f64,
     pub recall_magnitude_ge_3: f64,
     pub recall_magnitude_lt_3: f64,
-    /// Median over detected anomalies of (first matching report start - true start) in buckets.
+    /// Median over detected anomalies of (first alert of an overlapping report - true start)
+    /// in buckets, 0 when a report was already open: when a live run would have shown it.
     pub median_delay_buckets: Option<f64>,
     pub truth_anomalies: usize,
     pub detected_anomalies: usize,
@@ -258,12 +261,13 @@ pub async fn evaluate_lake(lake: &Lake) -> Result<EvalReport> {
     }
 
     let mut reports = Vec::new();
-    for b in query(&ctx, "SELECT report_id, store_id, window_start, window_end, last_anomalous_ts, cause, cause_2, cause_3, confidence, report_group_id FROM minority_reports ORDER BY report_id").await? {
+    for b in query(&ctx, "SELECT report_id, store_id, window_start, window_end, last_anomalous_ts, alerted_at, cause, cause_2, cause_3, confidence, report_group_id FROM minority_reports ORDER BY report_id").await? {
         let ids = str_column(&b, "report_id")?;
         let stores = str_column(&b, "store_id")?;
         let starts = ts_column(&b, "window_start")?;
         let ends = ts_column(&b, "window_end")?;
         let lasts = ts_column(&b, "last_anomalous_ts")?;
+        let alerts = ts_column(&b, "alerted_at")?;
         let c1 = str_column(&b, "cause")?;
         let c2 = str_column(&b, "cause_2")?;
         let c3 = str_column(&b, "cause_3")?;
@@ -277,6 +281,7 @@ pub async fn evaluate_lake(lake: &Lake) -> Result<EvalReport> {
                 store_id: store,
                 start,
                 end,
+                alerted: alerts[i].unwrap_or(start),
                 causes: [c1[i].clone(), c2[i].clone(), c3[i].clone()],
                 confidence: conf[i],
                 group_id: groups[i].clone(),
@@ -355,6 +360,7 @@ async fn naive_reports(ctx: &SessionContext, step_seconds: i64) -> Result<Vec<Pr
                 store_id: store,
                 start: s as i64 * 1_000_000,
                 end: e as i64 * 1_000_000,
+                alerted: s as i64 * 1_000_000,
                 causes: [None, None, None],
                 confidence: None,
                 group_id: None,
@@ -372,44 +378,54 @@ pub fn evaluate(
     step_seconds: i64,
 ) -> EvalReport {
     let step = step_seconds * 1_000_000;
-    // Best truth of each report: the overlapping anomaly at its store with the largest overlap.
+    // A report overlaps an anomaly when it is at one of its stores and its window meets the
+    // anomaly's (tolerating two buckets after the true end, the detector's closing lag).
+    let overlap = |r: &PredictedReport, t: &TruthAnomaly| {
+        if !t.stores.contains(&r.store_id) {
+            return None;
+        }
+        let lo = r.start.max(t.start);
+        let hi = r.end.min(t.end + 2 * step);
+        (hi > lo).then_some(hi - lo)
+    };
+    // Best truth of each report (for precision and attribution): the overlapping anomaly at
+    // its store with the largest overlap.
     let mut best: HashMap<usize, usize> = HashMap::new();
     for (ri, r) in reports.iter().enumerate() {
         let mut chosen: Option<(i64, usize)> = None;
         for (ti, t) in truth.iter().enumerate() {
-            if !t.stores.contains(&r.store_id) {
-                continue;
-            }
-            let lo = r.start.max(t.start);
-            let hi = r.end.min(t.end + 2 * step);
-            if hi > lo {
-                let overlap = hi - lo;
-                if chosen.is_none_or(|(o, _)| overlap > o) {
-                    chosen = Some((overlap, ti));
-                }
+            if let Some(o) = overlap(r, t)
+                && chosen.is_none_or(|(c, _)| o > c)
+            {
+                chosen = Some((o, ti));
             }
         }
         if let Some((_, ti)) = chosen {
             best.insert(ri, ti);
         }
     }
-    // Detection.
-    let mut first_start: HashMap<usize, i64> = HashMap::new();
-    for (ri, ti) in &best {
-        let s = reports[*ri].start;
-        first_start
-            .entry(*ti)
-            .and_modify(|v| *v = (*v).min(s))
-            .or_insert(s);
+    // Detection: an anomaly is found when any report overlaps it (two anomalies at one store
+    // at once are both flagged by the store's report); its delay is the first alert.
+    let mut first_alert: HashMap<usize, i64> = HashMap::new();
+    for r in reports {
+        for (ti, t) in truth.iter().enumerate() {
+            if overlap(r, t).is_some() {
+                let a = r.alerted.max(t.start);
+                first_alert
+                    .entry(ti)
+                    .and_modify(|v| *v = (*v).min(a))
+                    .or_insert(a);
+            }
+        }
     }
-    let detected = first_start.len();
+    let detected = first_alert.len();
     let ge3: Vec<usize> = (0..truth.len())
         .filter(|i| truth[*i].magnitude >= 3.0)
         .collect();
     let lt3: Vec<usize> = (0..truth.len())
         .filter(|i| truth[*i].magnitude < 3.0)
         .collect();
-    let mut delays: Vec<f64> = first_start
+    let mut delays: Vec<f64> = first_alert
         .iter()
         .map(|(ti, s)| ((s - truth[*ti].start).max(0) as f64) / step as f64)
         .collect();
@@ -445,7 +461,7 @@ pub fn evaluate(
         if !of_cause.is_empty() {
             let hit = of_cause
                 .iter()
-                .filter(|i| first_start.contains_key(i))
+                .filter(|i| first_alert.contains_key(i))
                 .count();
             per_cause_recall.insert(cause.to_string(), ratio(hit, of_cause.len()));
         }
@@ -460,11 +476,11 @@ pub fn evaluate(
         },
         report_precision: ratio(best.len(), reports.len()),
         recall_magnitude_ge_3: ratio(
-            ge3.iter().filter(|i| first_start.contains_key(i)).count(),
+            ge3.iter().filter(|i| first_alert.contains_key(i)).count(),
             ge3.len(),
         ),
         recall_magnitude_lt_3: ratio(
-            lt3.iter().filter(|i| first_start.contains_key(i)).count(),
+            lt3.iter().filter(|i| first_alert.contains_key(i)).count(),
             lt3.len(),
         ),
         median_delay_buckets: median_delay,
@@ -700,6 +716,7 @@ mod tests {
             store_id: store.into(),
             start,
             end,
+            alerted: start + H,
             causes: [Some(cause.into()), Some("Data Error".into()), None],
             confidence: Some(0.9),
             group_id: Some(group.into()),

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[Script] = &[
     script!("migrations", "V001__create_report_logs.sql"),
     script!("migrations", "V002__create_event_logs.sql"),
     script!("migrations", "V003__default_automation_rules.sql"),
+    script!("migrations", "V004__report_alerted_at.sql"),
 ];
 
 /// Views over inputs and logs: the hydrated objects, recreated in every session.

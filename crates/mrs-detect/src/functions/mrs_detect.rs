@@ -103,6 +103,7 @@ pub fn report_fields() -> Fields {
     Fields::from(vec![
         Field::new("first_detected_from", utc_ts(), false),
         Field::new("last_anomalous_ts", utc_ts(), false),
+        Field::new("alerted_at", utc_ts(), false),
         Field::new("window_end", utc_ts(), true),
         Field::new("as_of", utc_ts(), false),
         Field::new("direction", DataType::Utf8, false),
@@ -574,6 +575,7 @@ fn reports_to_array(per_group: &[Vec<Report>]) -> Result<ArrayRef> {
     let columns: Vec<ArrayRef> = vec![
         ts(|r| r.first_detected_from),
         ts(|r| r.last_anomalous_ts),
+        ts(|r| r.alerted_at),
         utc_ts_array(all.iter().map(|r| r.window_end).collect()),
         ts(|r| r.as_of),
         Arc::new(StringArray::from_iter_values(

@@ -2,10 +2,12 @@
 //! windows, and the store-level detector behind `mrs_detect`. The SQL functions in
 //! [`crate::functions`] only convert Arrow data to and from these modules.
 
+pub mod counts;
 pub mod grid;
 pub mod robust;
 pub mod scorer;
 pub mod store;
+pub mod sustained;
 pub mod windows;
 
 use grid::{MAX_BUCKETS, SeasonPlan, SeasonSpec, bucket_of, infer_step};

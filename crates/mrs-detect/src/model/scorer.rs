@@ -6,13 +6,13 @@
 //! | step | rule |
 //! |---|---|
 //! | season | first season `S` of the [`SeasonPlan`] with `t - first >= 2 S` and at least [`MIN_SEASONS`] of the values `clean[t - k S]`, `k = 1..=K` ([`K_SEASONS`] = 4), present |
-//! | seasonal level | `m = median` of those values |
-//! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values); `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
+//! | seasonal level | `m` = mean of those values winsorised at their median `± 2 sd` (`sd = scale * sqrt(med + kappa med^2)`): the median of a few skewed counts sits well below their mean, and the winsorising bounds a past anomaly's pull to `2 sd / K` |
+//! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values) since the season in use was adopted; `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
 //! | baseline | `b = m * f` |
-//! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the trailing scale window (a week), see [`fit_dispersion`]; 0 (Poisson) unless the busier half of the buckets is significantly noisier |
+//! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the last [`DISPERSION_WINDOWS`] scale windows (four weeks), see [`fit_dispersion`]; shrunk by one standard error of its estimate, 0 (Poisson) when the busier half of the buckets is not noisier by more than that |
 //! | transform | `g = ` [`nb_transform`]`(., kappa)`: variance-stabilising for that negative binomial (Anscombe when `kappa = 0`, log-like for large counts, so overdispersed tails are not anomalies) |
 //! | scale | `max(1, sqrt(median(r^2) / 0.4549))` of the residuals `g(y_j) - g(ref_j)` of the trailing window, recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
-//! | z | `(g(y) - g(b)) / scale` |
+//! | z | `(g(y) - g(b)) / scale`; beyond 2 in absolute value, no further from 0 than the exact negative-binomial tail z of `y` against `b` ([`super::counts`]: an exponential tail is not a Gaussian one) |
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
 //!
@@ -37,6 +37,7 @@
 //! Cost: `O(n * (K + L / max(1, L/48) + W / per_day))` time (about `O(7 n)` to `O(50 n)`),
 //! `O(n)` memory, no allocation per bucket (scratch buffers are reused across series).
 
+use super::counts::count_z;
 use super::grid::SeasonPlan;
 use super::robust::{anscombe, inverse_nb_transform, median_in_place, nb_transform, small_median};
 
@@ -50,9 +51,16 @@ pub const MIN_SEASONS: usize = 2;
 /// variance of a difference of two counts (2 on the Anscombe scale) into that of a residual
 /// against a two-value median baseline (1.5), so the first scores are not over-confident.
 const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
+/// Standard deviations from the median of the seasonal lags at which they are winsorised.
+const LAG_CLIP: f64 = 2.0;
+/// |z| from which the exact count tail is consulted (below, the two agree).
+const COUNT_TAIL_FROM: f64 = 2.0;
 /// Minimum residuals before the scale is estimated from data.
 const MIN_SCALE_RESIDUALS: usize = 8;
 
+/// Scale windows of residuals the dispersion is fitted on: dispersion is a property of the
+/// product and changes slowly, and a week of hourly residuals cannot tell `kappa = 0.3` from 0.
+pub const DISPERSION_WINDOWS: usize = 4;
 /// Median of a squared standard normal: `median(r^2) = 0.4549 sd^2`.
 const MEDIAN_CHI2_1: f64 = 0.454_936_423_119_572_7;
 /// Relative sd of the sample median of `n` squared standard normals, times `sqrt(n)`.
@@ -67,9 +75,11 @@ const MAX_KAPPA: f64 = 16.0;
 /// variances `v = median(r^2) / 0.4549` give `rho = v_hi / v_lo = (1 + kappa b_hi) / (1 +
 /// kappa b_lo)` (`b_*` the halves' median expected values), so
 /// `kappa = (rho - 1) / (b_hi - rho b_lo)`. A constant extra spread (baseline noise) leaves
-/// `rho` at 1 and `kappa` at 0. The ratio must be significant: the log of a sample median of
-/// `n` squared normals has an sd of about `2.33 / sqrt(n)`, so `ln rho` must exceed three sds of
-/// the difference of two halves, `3 * 2.33 * sqrt(2 / n_half)`; otherwise `kappa = 0`.
+/// `rho` at 1 and `kappa` at 0. The ratio is shrunk by one standard error: the log of a sample
+/// median of `n` squared normals has an sd of about `2.33 / sqrt(n)`, so `ln rho` is lowered by
+/// `2.33 * sqrt(2 / n_half)` before solving (`kappa = 0` when that leaves `rho <= 1`): an
+/// under-estimated `kappa` makes busy hours of an overdispersed product look anomalous, an
+/// over-estimated one only costs a little power there.
 /// `tmp` is scratch. Returns `(c, kappa)`, `c` from the low half.
 pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     let n = r2.len().min(b.len());
@@ -100,11 +110,10 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     if n_lo < 2 || n_hi < 2 || v_lo.is_nan() || v_lo <= 0.0 || !v_hi.is_finite() {
         return (1.0, 0.0);
     }
-    let rho = v_hi / v_lo;
     let n_half = n_lo.min(n_hi) as f64;
-    let significant = rho.ln() > 3.0 * MEDIAN_SD_FACTOR * (2.0 / n_half).sqrt();
+    let rho = v_hi / v_lo * (-MEDIAN_SD_FACTOR * (2.0 / n_half).sqrt()).exp();
     let den = b_hi - rho * b_lo;
-    if !significant || den <= 0.0 {
+    if rho <= 1.0 || den <= 0.0 {
         return (v_lo.sqrt().max(1.0), 0.0);
     }
     let kappa = ((rho - 1.0) / den).min(MAX_KAPPA);
@@ -139,6 +148,8 @@ pub struct Scores {
     pub z: Vec<f64>,
     /// Robust scale on the Anscombe scale (>= 1).
     pub scale: Vec<f64>,
+    /// Season length (buckets) the baseline came from; 0 where not scored.
+    pub season: Vec<u32>,
 }
 
 impl Scores {
@@ -158,6 +169,8 @@ impl Scores {
             v.clear();
             v.resize(n, f64::NAN);
         }
+        self.season.clear();
+        self.season.resize(n, 0);
     }
 }
 
@@ -232,6 +245,7 @@ impl Scorer {
         let mut next_scale_at = 0usize;
         let mut level = 1.0;
         let mut level_season = 0usize;
+        let mut season_since = 0usize;
         let mut next_level_at = 0usize;
         let mut lags = [0.0f64; K_SEASONS];
         for t in first..n {
@@ -257,7 +271,14 @@ impl Scorer {
                     }
                 }
                 if cnt >= MIN_SEASONS {
-                    m = small_median(&mut lags[..cnt]);
+                    // A winsorised mean, not the median: counts of an overdispersed product are
+                    // skewed and the median of a few of them sits well below their mean; values
+                    // beyond LAG_CLIP sds of the median are pulled in, so one past anomaly moves
+                    // `m` by at most LAG_CLIP sds / cnt.
+                    let m0 = small_median(&mut lags[..cnt]);
+                    let sd0 = scale * (m0.max(0.0) + kappa * m0 * m0).sqrt();
+                    let (lo, hi) = (m0 - LAG_CLIP * sd0, m0 + LAG_CLIP * sd0);
+                    m = lags[..cnt].iter().map(|v| v.clamp(lo, hi)).sum::<f64>() / cnt as f64;
                     season = s;
                     break;
                 }
@@ -281,8 +302,13 @@ impl Scorer {
             if l == 0 {
                 level = 1.0;
             } else if t >= next_level_at || season != level_season {
+                if season != level_season {
+                    // Ratios against another season's median say nothing about this one's
+                    // level (a weekend measured against a daily median reads as +40%).
+                    season_since = t;
+                }
                 self.tmp.clear();
-                let from = t.saturating_sub(l).max(first);
+                let from = t.saturating_sub(l).max(first).max(season_since);
                 self.tmp
                     .extend(self.ratio[from..t].iter().copied().filter(|v| !v.is_nan()));
                 level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
@@ -298,7 +324,8 @@ impl Scorer {
                 self.tmp.clear();
                 self.tmp_b.clear();
                 let from = t.saturating_sub(window).max(first);
-                for j in from..t {
+                let from_dispersion = t.saturating_sub(DISPERSION_WINDOWS * window).max(first);
+                for j in from_dispersion..t {
                     let r = self.resid[j];
                     if !r.is_nan() {
                         self.tmp.push(r * r);
@@ -325,9 +352,18 @@ impl Scorer {
             }
             let b = m * level;
             let gb = nb_transform(b, kappa);
-            let z = (nb_transform(yt, kappa) - gb) / scale;
+            let mut z = (nb_transform(yt, kappa) - gb) / scale;
+            if z.abs() >= COUNT_TAIL_FROM
+                && let Some(t) = count_z(yt, b, kappa)
+                && t * z > 0.0
+            {
+                // The exact count tail: an overdispersed product's big hours are rarer than
+                // normal but far from impossible.
+                z = z.signum() * z.abs().min(t.abs());
+            }
             out.baseline[t] = b;
             out.z[t] = z;
+            out.season[t] = u32::try_from(season).unwrap_or(u32::MAX);
             // The equivalent sd on the Anscombe scale (for the summable raw variance).
             out.scale[t] = scale * (1.0 + kappa * b.max(0.0)).sqrt();
             if m >= 0.0 && yt >= 0.0 {

@@ -22,6 +22,7 @@ use super::GridError;
 use super::grid::{MAX_BUCKETS, SeasonPlan, SeasonSpec, bucket_of, infer_step};
 use super::robust::median_in_place;
 use super::scorer::{Scorer, Scores, score_of};
+use super::sustained::{Run, Sustained, extend_full_season_z, sustained_threshold};
 use super::windows::{Point, build_windows};
 
 /// Cells agreeing in direction that make a store bucket anomalous.
@@ -72,6 +73,9 @@ pub struct SkuEvidence {
 pub struct Report {
     pub first_detected_from: i64,
     pub last_anomalous_ts: i64,
+    /// The bucket whose arrival made the window a report (its second anomalous bucket, a run's
+    /// last bucket, or a strong first bucket): when a live run would first have shown it.
+    pub alerted_at: i64,
     pub window_end: Option<i64>,
     pub as_of: i64,
     pub direction: &'static str,
@@ -159,6 +163,9 @@ pub fn detect_store(
     let mut scorer = Scorer::new(plan, cfg.z_alert);
     let mut store = Scores::default();
     scorer.score(&store_y, &mut store);
+    let (window, per_day, full_season) = run_plan(step);
+    // Full-season cell z values, kept for the sustained runs once single buckets are decided.
+    let mut cell_z: Vec<f64> = Vec::new();
 
     // Pass 1: cells.
     let n_skus = sku_names.len().max(1);
@@ -170,6 +177,7 @@ pub fn detect_store(
     for_each_sku(rows, |sku, sku_rows| {
         fill_cell(sku_rows, &present, &bucket, &mut y);
         scorer.score(&y, &mut cell);
+        extend_full_season_z(&cell, full_season, &mut cell_z);
         let mut last_normal = f64::NAN;
         for b in 0..len {
             let z = cell.z[b];
@@ -213,7 +221,7 @@ pub fn detect_store(
 
     // Bucket decisions.
     let mut bucket_score = vec![0.0f64; len];
-    let points: Vec<Point> = (0..len)
+    let mut points: Vec<Point> = (0..len)
         .map(|b| {
             let zs = store.z[b];
             let a = agg[b];
@@ -254,6 +262,58 @@ pub fn detect_store(
             }
         })
         .collect();
+
+    // Sustained runs where no single bucket spoke: of the store total, else of one cell. The
+    // buckets already anomalous are not evidence (an outage must not echo into the normal
+    // buckets after it).
+    let mut run_z = Vec::with_capacity(len);
+    let mut runs = Vec::new();
+    let mut sustained = Sustained::default();
+    let mask_decided = |z: &[f64], out: &mut Vec<f64>| {
+        out.clear();
+        out.extend(z.iter().zip(&points).map(|(&v, p)| {
+            if matches!(p, Point::Anomalous { .. }) {
+                f64::NAN
+            } else {
+                v
+            }
+        }));
+    };
+    let mut full = Vec::with_capacity(len);
+    extend_full_season_z(&store, full_season, &mut full);
+    mask_decided(&full, &mut run_z);
+    sustained.runs(&run_z, cfg.z_alert, window, per_day, &mut runs);
+    let z_run_store = sustained_threshold(cfg.z_alert, 1);
+    let mut best_run: Vec<Option<(Run, f64)>> = runs
+        .iter()
+        .map(|r| {
+            r.filter(|r| r.z.abs() >= z_run_store)
+                .map(|r| (r, z_run_store))
+        })
+        .collect();
+    let z_run_cell = sustained_threshold(cfg.z_alert, n_skus);
+    for z in cell_z.chunks_exact(len.max(1)) {
+        mask_decided(z, &mut run_z);
+        sustained.runs(&run_z, z_cell, window, per_day, &mut runs);
+        for (best, r) in best_run.iter_mut().zip(&runs) {
+            if let Some(r) = r
+                && r.z.abs() >= z_run_cell
+                && best.is_none_or(|(b, t)| r.z.abs() / z_run_cell > b.z.abs() / t)
+            {
+                *best = Some((*r, z_run_cell));
+            }
+        }
+    }
+    for b in 0..len {
+        if let (Point::Normal, Some((run, threshold))) = (points[b], best_run[b]) {
+            bucket_score[b] = (run.z.abs() / (2.0 * threshold)).clamp(0.5, 1.0);
+            points[b] = Point::Run {
+                direction: if run.z > 0.0 { 1 } else { -1 },
+                score: bucket_score[b],
+                start: run.start,
+            };
+        }
+    }
     let mut windows = build_windows(points, cfg.end_after);
     windows.retain(|w| w.anomalous >= 2 || w.peak_score >= LONE_BUCKET_SCORE);
     if windows.is_empty() {
@@ -340,6 +400,11 @@ pub fn detect_store(
             Report {
                 first_detected_from: ts_of(s),
                 last_anomalous_ts: ts_of(l),
+                alerted_at: ts_of(if w.start_score >= LONE_BUCKET_SCORE {
+                    w.start
+                } else {
+                    w.confirmed.unwrap_or(w.peak)
+                }),
                 window_end: w.end.map(ts_of),
                 as_of: ts_of(len - 1),
                 direction: if w.direction > 0 { "spike" } else { "drop" },
@@ -424,6 +489,14 @@ pub fn detect_store(
 }
 
 /// Calls `f(sku, rows_of_that_sku)` for each run of equal sku ids.
+/// Trailing window and refit cadence (buckets) of the sustained-run inflation fit (the
+/// scorer's scale window and daily cadence), and the full season runs are scored under.
+fn run_plan(step: i64) -> (usize, usize, usize) {
+    let plan = SeasonPlan::new(SeasonSpec::Auto { step_us: step });
+    let full = plan.seasons.first().copied().unwrap_or(1);
+    (plan.scale_window, plan.per_day, full)
+}
+
 fn for_each_sku(rows: &[(u32, i64, f64)], mut f: impl FnMut(u32, &[(u32, i64, f64)])) {
     let mut i = 0;
     while i < rows.len() {

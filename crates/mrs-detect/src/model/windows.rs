@@ -8,7 +8,12 @@
 //! (`end` = the first point after that last anomalous one, exclusive), or at once when an
 //! anomalous point of the other direction arrives (`end` = that point, which opens the next
 //! window). A window still waiting at the end of the data is open (`end = None`).
-//! O(points), one pass.
+//!
+//! A *run* point (sustained evidence found at point `i` over the points `start..=i`) is
+//! anomalous at `i` and, when it opens a window, opens it at its `start`, but never before
+//! the end of the previous window nor before the last anomalous point of a window it closes:
+//! a decision already taken (a closed window, an opposite run) is never rewritten, so the
+//! start stays causal and reproducible. O(points), one pass.
 
 /// The decision for one point.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -19,6 +24,12 @@ pub enum Point {
     Normal,
     /// Anomalous with a direction (`1` spike, `-1` drop) and a score.
     Anomalous { direction: i8, score: f64 },
+    /// Anomalous, with the evidence accumulated since point `start` (`<=` this point's index).
+    Run {
+        direction: i8,
+        score: f64,
+        start: usize,
+    },
 }
 
 /// A window over point indices.
@@ -36,8 +47,12 @@ pub struct Window {
     pub peak_score: f64,
     /// Index of the first point reaching `peak_score`.
     pub peak: usize,
-    /// Anomalous points in the window.
+    /// Anomalous points in the window (a run counts every point it spans).
     pub anomalous: usize,
+    /// Score of the first point.
+    pub start_score: f64,
+    /// Index of the point at which the window held two anomalous points (when it did).
+    pub confirmed: Option<usize>,
 }
 
 /// Builds windows; `end_after` below 1 is read as 1.
@@ -47,9 +62,11 @@ pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) 
     let mut open: Option<Window> = None;
     let mut normals = 0usize;
     let mut first_after: Option<usize> = None;
+    // Points before this index belong to decided windows: a run may not reach back past it.
+    let mut barrier = 0usize;
     for (i, p) in points.into_iter().enumerate() {
-        match p {
-            Point::Unscored => {}
+        let (direction, score, run_start) = match p {
+            Point::Unscored => continue,
             Point::Normal => {
                 if let Some(w) = open.as_mut() {
                     normals += 1;
@@ -58,39 +75,54 @@ pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) 
                     }
                     if normals >= end_after {
                         w.end = first_after;
+                        barrier = first_after.unwrap_or(i);
                         out.extend(open.take());
                     }
                 }
+                continue;
             }
-            Point::Anomalous { direction, score } => {
-                if let Some(w) = open.as_mut() {
-                    if w.direction == direction {
-                        w.last = i;
-                        w.anomalous += 1;
-                        if score > w.peak_score {
-                            w.peak_score = score;
-                            w.peak = i;
-                        }
-                        normals = 0;
-                        first_after = None;
-                        continue;
-                    }
-                    w.end = Some(first_after.unwrap_or(i));
-                    out.extend(open.take());
+            Point::Anomalous { direction, score } => (direction, score, i),
+            Point::Run {
+                direction,
+                score,
+                start,
+            } => (direction, score, start.min(i)),
+        };
+        if let Some(w) = open.as_mut() {
+            if w.direction == direction {
+                w.last = i;
+                w.anomalous += 1;
+                if w.confirmed.is_none() {
+                    w.confirmed = Some(i);
                 }
-                open = Some(Window {
-                    start: i,
-                    last: i,
-                    end: None,
-                    direction,
-                    peak_score: score,
-                    peak: i,
-                    anomalous: 1,
-                });
+                if score > w.peak_score {
+                    w.peak_score = score;
+                    w.peak = i;
+                }
                 normals = 0;
                 first_after = None;
+                continue;
             }
+            let end = first_after.unwrap_or(i);
+            w.end = Some(end);
+            barrier = end.max(w.last + 1);
+            out.extend(open.take());
         }
+        let start = run_start.max(barrier).min(i);
+        let anomalous = i - start + 1;
+        open = Some(Window {
+            start,
+            last: i,
+            end: None,
+            direction,
+            peak_score: score,
+            peak: i,
+            anomalous,
+            start_score: score,
+            confirmed: (anomalous >= 2).then_some(i),
+        });
+        normals = 0;
+        first_after = None;
     }
     out.extend(open);
     out
@@ -142,6 +174,32 @@ mod tests {
         assert_eq!(w[1].end, None);
         let w = build_windows([up(0.6), down(0.7)], 0);
         assert_eq!(w[0].end, Some(1));
+    }
+
+    #[test]
+    fn a_run_opens_at_its_start_but_never_rewrites_a_decided_window() {
+        let run = |start| Point::Run {
+            direction: 1,
+            score: 0.6,
+            start,
+        };
+        let w = build_windows([N, N, N, N, run(1), N, N, N], 3);
+        assert_eq!((w[0].start, w[0].last, w[0].anomalous), (1, 4, 4));
+        assert_eq!((w[0].confirmed, w[0].end), (Some(4), Some(5)));
+        // closed window [1, 2) ends at 2: a later run starting at 0 starts at 2
+        let w = build_windows([N, up(0.9), N, N, N, run(0), N], 3);
+        assert_eq!(w.len(), 2);
+        assert_eq!(w[0].end, Some(2));
+        assert_eq!(w[0].confirmed, None);
+        assert_eq!(w[1].start, 2);
+        // an opposite run closes the open window and starts after its last anomalous point
+        let w = build_windows([down(0.7), N, run(0), N], 3);
+        assert_eq!(w[0].end, Some(1));
+        assert_eq!(w[1].start, 1);
+        // a run in the open window's direction extends it
+        let w = build_windows([up(0.7), N, run(0)], 3);
+        assert_eq!(w.len(), 1);
+        assert_eq!((w[0].start, w[0].last, w[0].anomalous), (0, 2, 2));
     }
 
     #[test]

@@ -1,0 +1,268 @@
+//! Sustained evidence: anomalies too weak to cross the alert threshold in any single bucket but
+//! unmistakable over a few buckets (a promotion lifting one SKU by 3-4 noise units for a day).
+//!
+//! For a series of robust z values (`NaN` = unscored), bucket `t` gets, for each span
+//! `k` in [`SPANS`], the Stouffer statistic of the last `k` grid buckets:
+//!
+//! | step | rule |
+//! |---|---|
+//! | evidence | the z values below `alone` in absolute value (`alone` = the level at which a bucket is an alert by itself): alerts speak for themselves, and leaving them out keeps an outage's strong buckets from echoing as a run into the normal buckets after it |
+//! | sum | `S_k(t) = sum of z_j, j in (t - k, t]`, over the `n` buckets with evidence; needs `n >= k / 2 + 1` and `z_t` itself on the side of the sum |
+//! | still going | the most recent half of the span (`ceil(k / 2)` buckets, `t` included) must carry evidence on the same side, `abs(sum) / sqrt(n) >= ` [`RECENT_Z`]: a run is about now, not an echo of buckets that were anomalous earlier |
+//! | inflation | `f_k = max(1, q95(abs(S_k)) / (1.96 sqrt(k)))`, from the 95th percentile of the complete `k`-sums of the last [`RUN_WINDOWS`] scale windows (four weeks), refitted once per day: heavy tails of a product's noise and baseline errors shared by neighbouring buckets make sums wider than `sqrt(k)` standard normals, and the data say by how much; never below the independent value |
+//! | statistic | `Z_k(t) = S_k(t) / (sqrt(n) f_k)` |
+//! | result | the span with the largest `abs(Z_k)`, and the first bucket of that span whose z has the statistic's sign (where the run starts) |
+//!
+//! Callers pass only z values whose baseline comes from the series' full season (see
+//! [`extend_full_season_z`]): during the daily-season part of the warm-up, a weekday/weekend bias
+//! shared by neighbouring hours would read as a run.
+//!
+//! Causal: `Z_k(t)` uses z values up to `t` and an inflation fitted on buckets before `t`.
+//! Cost: `O(n * |SPANS|)` plus the daily refit, `O(|SPANS| * W)` per day; no allocation per
+//! bucket (buffers are reused).
+
+use super::scorer::Scores;
+
+/// Spans (in buckets) over which evidence is accumulated.
+pub const SPANS: [usize; 4] = [2, 3, 4, 8];
+/// Evidence the most recent half of a run must carry on its own.
+pub const RECENT_Z: f64 = 2.0;
+/// Scale windows of history the inflation is fitted on.
+pub const RUN_WINDOWS: usize = 4;
+/// Two-sided 95% point of a standard normal.
+const Z_95: f64 = 1.959_963_984_540_054;
+/// Complete sums needed before the inflation is estimated.
+const MIN_SUMS: usize = 48;
+
+/// The strongest sustained run ending at a bucket.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Run {
+    /// Signed Stouffer statistic.
+    pub z: f64,
+    /// First bucket of the run.
+    pub start: usize,
+}
+
+/// Computes sustained runs, reusing buffers across series.
+#[derive(Debug, Default, Clone)]
+pub struct Sustained {
+    /// Prefix sums of the evidence (none = 0) and of its count.
+    sum: Vec<f64>,
+    cnt: Vec<u32>,
+    tmp: Vec<f64>,
+}
+
+impl Sustained {
+    /// Runs for every bucket of `z` (`None` where unscored, an alert by itself, or too short).
+    /// `window` is the trailing window of the inflation fit and `per_day` its refit cadence,
+    /// in buckets.
+    pub fn runs(
+        &mut self,
+        z: &[f64],
+        alone: f64,
+        window: usize,
+        per_day: usize,
+        out: &mut Vec<Option<Run>>,
+    ) {
+        let n = z.len();
+        out.clear();
+        out.resize(n, None);
+        let evidence = |v: f64| v.abs() < alone;
+        self.sum.clear();
+        self.cnt.clear();
+        self.sum.push(0.0);
+        self.cnt.push(0);
+        for (i, &v) in z.iter().enumerate() {
+            let e = evidence(v);
+            self.sum.push(self.sum[i] + if e { v } else { 0.0 });
+            self.cnt.push(self.cnt[i] + u32::from(e));
+        }
+        let window = window.max(1);
+        let per_day = per_day.max(1);
+        let mut inflation = [1.0f64; SPANS.len()];
+        let mut next_fit = 0usize;
+        for t in 0..n {
+            if !evidence(z[t]) {
+                continue;
+            }
+            if t >= next_fit {
+                for (f, &k) in inflation.iter_mut().zip(&SPANS) {
+                    *f = self.inflation(k, t.saturating_sub(RUN_WINDOWS * window), t);
+                }
+                next_fit = t + per_day;
+            }
+            let mut best: Option<Run> = None;
+            for (&k, &f) in SPANS.iter().zip(&inflation) {
+                if t + 1 < k {
+                    break;
+                }
+                let (s, c) = self.window_sum(t + 1 - k, t + 1);
+                if (c as usize) < k / 2 + 1 {
+                    continue;
+                }
+                let zk = s / (f64::from(c).sqrt() * f);
+                let (recent, rc) = self.window_sum(t + 1 - k.div_ceil(2), t + 1);
+                let going = rc > 0 && recent * zk.signum() / f64::from(rc).sqrt() >= RECENT_Z;
+                if going && best.is_none_or(|b| zk.abs() > b.z.abs()) {
+                    let sign = zk.signum();
+                    let start = (t + 1 - k..=t)
+                        .find(|&j| evidence(z[j]) && z[j] * sign > 0.0)
+                        .unwrap_or(t);
+                    best = Some(Run { z: zk, start });
+                }
+            }
+            out[t] = best;
+        }
+    }
+
+    /// Sum and scored count of buckets `[from, to)`.
+    fn window_sum(&self, from: usize, to: usize) -> (f64, u32) {
+        (self.sum[to] - self.sum[from], self.cnt[to] - self.cnt[from])
+    }
+
+    /// `max(1, q95(abs(S)) / (1.96 sqrt(k)))` from the complete `k`-sums in `[from, to)`.
+    fn inflation(&mut self, k: usize, from: usize, to: usize) -> f64 {
+        self.tmp.clear();
+        for end in from.max(k)..=to {
+            let (s, c) = self.window_sum(end - k, end);
+            if c as usize == k {
+                self.tmp.push(s.abs());
+            }
+        }
+        if self.tmp.len() < MIN_SUMS {
+            return 1.0;
+        }
+        let at = (self.tmp.len() * 95 / 100).min(self.tmp.len() - 1);
+        let (_, q95, _) = self.tmp.select_nth_unstable_by(at, f64::total_cmp);
+        let f = *q95 / (Z_95 * (k as f64).sqrt());
+        if f.is_finite() { f.max(1.0) } else { 1.0 }
+    }
+}
+
+/// Appends to `out` the z values of `scores` whose baseline used `full_season` (the longest
+/// season of the plan), `NaN` elsewhere.
+pub fn extend_full_season_z(scores: &Scores, full_season: usize, out: &mut Vec<f64>) {
+    out.extend(scores.z.iter().zip(&scores.season).map(|(&z, &s)| {
+        if s as usize == full_season {
+            z
+        } else {
+            f64::NAN
+        }
+    }));
+}
+
+/// Threshold on a sustained statistic for `tests` simultaneous series: the single-bucket
+/// alert `z_alert` with a Bonferroni correction for the series and the spans tried, via the
+/// Gaussian tail `exp(-z^2 / 2)`.
+pub fn sustained_threshold(z_alert: f64, tests: usize) -> f64 {
+    let m = (tests.max(1) * SPANS.len()) as f64;
+    (z_alert * z_alert + 2.0 * m.ln()).sqrt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::scorer::tests::{Rng, hourly_mean, hourly_scorer};
+
+    fn runs_of(y: &[f64]) -> (Scores, Vec<Option<Run>>) {
+        let mut scores = Scores::default();
+        hourly_scorer().score(y, &mut scores);
+        let mut z = Vec::new();
+        extend_full_season_z(&scores, 168, &mut z);
+        assert!(z[..336].iter().all(|v| v.is_nan()));
+        let mut out = Vec::new();
+        Sustained::default().runs(&z, 5.0, 168, 24, &mut out);
+        (scores, out)
+    }
+
+    #[test]
+    fn a_moderate_step_is_found_where_it_starts() {
+        let mut rng = Rng::new(21);
+        let n = 24 * 7 * 5;
+        let start = 24 * 7 * 4 + 10;
+        let y: Vec<f64> = (0..n)
+            .map(|t| {
+                let mean = hourly_mean(t, 6.0);
+                let lift = if (start..start + 12).contains(&t) {
+                    3.5 * mean.sqrt()
+                } else {
+                    0.0
+                };
+                rng.poisson(mean + lift)
+            })
+            .collect();
+        let (scores, runs) = runs_of(&y);
+        let threshold = sustained_threshold(5.0, 25);
+        let first = (0..n).find(|&t| runs[t].is_some_and(|r| r.z >= threshold));
+        let t = first.expect("the step is found");
+        assert!(t < start + 8, "found at {t}, step starts at {start}");
+        let run = runs[t].expect("run");
+        assert!(run.start >= start && run.start <= start + 2, "{run:?}");
+        // no single bucket reached the alert on its own before the run was found
+        assert!(
+            (start..t).all(|b| scores.z[b].abs() < 5.0 || t == b),
+            "{:?}",
+            &scores.z[start..=t]
+        );
+    }
+
+    #[test]
+    fn noise_does_not_make_runs() {
+        let threshold = sustained_threshold(5.0, 25);
+        for seed in 0..40u64 {
+            let mut rng = Rng::new(seed + 100);
+            let base = [0.2, 1.0, 4.0, 20.0][(seed % 4) as usize];
+            let y: Vec<f64> = (0..24 * 7 * 6)
+                .map(|t| rng.poisson(hourly_mean(t, base)))
+                .collect();
+            let (_, runs) = runs_of(&y);
+            let hits: Vec<usize> = (0..y.len())
+                .filter(|&t| runs[t].is_some_and(|r| r.z.abs() >= threshold))
+                .collect();
+            assert!(hits.is_empty(), "seed {seed}: {hits:?}");
+        }
+    }
+
+    #[test]
+    fn alerts_do_not_echo_as_runs() {
+        let mut z = vec![0.3; 300];
+        for v in &mut z[200..204] {
+            *v = -40.0;
+        }
+        let mut out = Vec::new();
+        Sustained::default().runs(&z, 5.0, 168, 24, &mut out);
+        assert!(out[200..204].iter().all(Option::is_none));
+        let threshold = sustained_threshold(5.0, 1);
+        assert!(out.iter().flatten().all(|r| r.z.abs() < threshold));
+    }
+
+    #[test]
+    fn degenerate_inputs() {
+        let mut out = Vec::new();
+        let mut s = Sustained::default();
+        s.runs(&[], 5.0, 168, 24, &mut out);
+        assert!(out.is_empty());
+        s.runs(&[f64::NAN; 5], 5.0, 168, 24, &mut out);
+        assert!(out.iter().all(Option::is_none));
+        s.runs(&[3.0], 5.0, 168, 24, &mut out);
+        assert_eq!(out, vec![None]);
+        s.runs(&[3.0, 3.0], 5.0, 168, 24, &mut out);
+        let r = out[1].expect("a two-bucket run");
+        assert_eq!(r.start, 0);
+        assert!((r.z - 6.0 / 2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn runs_are_causal() {
+        let mut rng = Rng::new(9);
+        let z: Vec<f64> = (0..600).map(|_| 3.0 * rng.uniform() - 1.5).collect();
+        let mut full = Vec::new();
+        let mut part = Vec::new();
+        let mut s = Sustained::default();
+        s.runs(&z, 5.0, 168, 24, &mut full);
+        for cut in [1, 2, 50, 169, 300, 599] {
+            s.runs(&z[..cut], 5.0, 168, 24, &mut part);
+            assert_eq!(&full[..cut], &part[..]);
+        }
+    }
+}
