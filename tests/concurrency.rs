@@ -54,8 +54,7 @@ fn two_runs_at_once(lake: &str, env: &[(&'static str, String)]) -> (Vec<i64>, bo
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{stderr}");
         waited |= stderr.contains("waiting for the lease");
-        let summary: serde_json::Value =
-            serde_json::from_slice(&out.stdout).expect("json summary");
+        let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json summary");
         appended.push(summary["rows_appended"].as_i64().expect("rows_appended"));
     }
     appended.sort_unstable();
@@ -162,7 +161,8 @@ fn a_lease_held_elsewhere_blocks_until_it_expires() {
             .await
             .expect_err("held");
         assert!(
-            err.to_string().contains("mrs-run-elsewhere") && err.to_string().contains("another-host"),
+            err.to_string().contains("mrs-run-elsewhere")
+                && err.to_string().contains("another-host"),
             "{err}"
         );
         // Waiting long enough, the expired lease is taken over with the next number.

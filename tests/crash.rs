@@ -182,6 +182,18 @@ fn killed_runs_end_like_uninterrupted_ones() {
             }
             let (_, staging) = state::check_parquet_files(crashed_dir.path());
             staging_seen = staging_seen.max(staging);
+            if as_of.is_none() {
+                // Feeds exist since the first arrival: an outside reader always finds each
+                // one as exactly one whole file, never emptied nor doubled by the kill.
+                for feed in state::FEEDS {
+                    let files = std::fs::read_dir(crashed_dir.path().join("protection").join(feed))
+                        .expect("feed folder")
+                        .flatten()
+                        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
+                        .count();
+                    assert_eq!(files, 1, "protection/{feed} after a kill");
+                }
+            }
         }
         complete_run(&crashed, as_of);
     }
@@ -191,7 +203,10 @@ fn killed_runs_end_like_uninterrupted_ones() {
          their kill; at most {staging_seen} staging files of killed writes at once"
     );
     assert!(kills >= 20, "{kills} kills: {killed_in:?}");
-    assert!(killed_in.len() >= 6, "kills spread over stages: {killed_in:?}");
+    assert!(
+        killed_in.len() >= 6,
+        "kills spread over stages: {killed_in:?}"
+    );
 
     state::check_parquet_files(crashed_dir.path());
     rt.block_on(async {

@@ -77,7 +77,12 @@ fn an_added_column_reads_old_files_as_null() {
         );
         assert_eq!(strings(&b, 1), vec![Some("3".into()), None, None]);
         // Applying again applies nothing and changes nothing.
-        assert!(apply_scripts(&ctx, &lake, &[V1, V2]).await.expect("again").is_empty());
+        assert!(
+            apply_scripts(&ctx, &lake, &[V1, V2])
+                .await
+                .expect("again")
+                .is_empty()
+        );
     });
 }
 
@@ -100,7 +105,9 @@ fn a_changed_applied_migration_is_refused_with_both_checksums() {
             .expect_err("refused")
             .to_string();
         assert!(
-            err.contains(V1.name) && err.contains(&checksum(&V1)) && err.contains(&checksum(&changed)),
+            err.contains(V1.name)
+                && err.contains(&checksum(&V1))
+                && err.contains(&checksum(&changed)),
             "{err}"
         );
     });

@@ -83,12 +83,18 @@ impl S3Server {
                 };
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!("the S3 test server {} exited at start: {status}", bin.display());
+                panic!(
+                    "the S3 test server {} exited at start: {status}",
+                    bin.display()
+                );
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
         let _ = child.kill();
-        panic!("the S3 test server {} did not answer on port {port}", bin.display());
+        panic!(
+            "the S3 test server {} did not answer on port {port}",
+            bin.display()
+        );
     }
 
     fn port(&self) -> u16 {

@@ -106,8 +106,16 @@ pub fn assert_same(got: &BTreeMap<String, Vec<String>>, want: &BTreeMap<String, 
     for (table, want_rows) in want {
         let got_rows = &got[table];
         if got_rows != want_rows {
-            let extra: Vec<_> = got_rows.iter().filter(|r| !want_rows.contains(r)).take(3).collect();
-            let missing: Vec<_> = want_rows.iter().filter(|r| !got_rows.contains(r)).take(3).collect();
+            let extra: Vec<_> = got_rows
+                .iter()
+                .filter(|r| !want_rows.contains(r))
+                .take(3)
+                .collect();
+            let missing: Vec<_> = want_rows
+                .iter()
+                .filter(|r| !got_rows.contains(r))
+                .take(3)
+                .collect();
             panic!(
                 "{table}: {} rows, expected {}\n  extra: {extra:#?}\n  missing: {missing:#?}",
                 got_rows.len(),

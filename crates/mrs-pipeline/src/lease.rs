@@ -381,7 +381,10 @@ impl Lease {
         record.released = true;
         record.expires_at_micros = now_micros();
         self.store
-            .put(&self.folder.clone().join(seq_name(self.seq)), payload(&record)?)
+            .put(
+                &self.folder.clone().join(seq_name(self.seq)),
+                payload(&record)?,
+            )
             .await
             .map_err(object_error)?;
         Ok(())

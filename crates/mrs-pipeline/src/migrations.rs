@@ -124,8 +124,16 @@ async fn run_once(
         writer.write(batch)?;
     }
     writer.close()?;
-    let stem = m.name.rsplit('/').next().unwrap_or(m.name).trim_end_matches(".sql");
-    let file = folder.prefix().clone().join(format!("{stem}-{index}.parquet"));
+    let stem = m
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or(m.name)
+        .trim_end_matches(".sql");
+    let file = folder
+        .prefix()
+        .clone()
+        .join(format!("{stem}-{index}.parquet"));
     lake.store()
         .put(&file, PutPayload::from(bytes))
         .await
