@@ -24,7 +24,7 @@ fn mrs(env: &[(&'static str, String)], args: &[&str]) -> Output {
     cmd.output().expect("run mrs")
 }
 
-fn ok(out: Output, what: &str) -> String {
+fn ok(out: &Output, what: &str) -> String {
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{what} failed:\n{stderr}");
@@ -47,7 +47,7 @@ const QUERIES: &[&str] = &[
 
 fn query(env: &[(&'static str, String)], lake: &str, sql: &str) -> String {
     ok(
-        mrs(
+        &mrs(
             env,
             &["sql", "--lake", lake, "-q", "--format", "csv", "-c", sql],
         ),
@@ -57,7 +57,7 @@ fn query(env: &[(&'static str, String)], lake: &str, sql: &str) -> String {
 
 fn eval_without_lake(env: &[(&'static str, String)], lake: &str) -> serde_json::Value {
     let text = ok(
-        mrs(env, &["eval", "--lake", lake, "--format", "json"]),
+        &mrs(env, &["eval", "--lake", lake, "--format", "json"]),
         "mrs eval",
     );
     let mut v: serde_json::Value = serde_json::from_str(&text).expect("eval json");
@@ -77,20 +77,20 @@ fn the_pipeline_runs_on_an_s3_lake_like_on_a_local_one() {
     for lake in [s3_lake, local.as_str()] {
         let lake_env: &[_] = if lake == s3_lake { &env } else { &[] };
         ok(
-            mrs(
+            &mrs(
                 lake_env,
                 &["synth", "--preset", "tiny", "--seed", "4", "--lake", lake],
             ),
             "mrs synth",
         );
         let summary = ok(
-            mrs(lake_env, &["run", "--lake", lake, "--format", "json"]),
+            &mrs(lake_env, &["run", "--lake", lake, "--format", "json"]),
             "mrs run",
         );
         let summary: serde_json::Value = serde_json::from_str(&summary).expect("json");
         assert!(summary["reports_new"].as_i64() > Some(0), "{summary}");
         let again = ok(
-            mrs(lake_env, &["run", "--lake", lake, "--format", "json"]),
+            &mrs(lake_env, &["run", "--lake", lake, "--format", "json"]),
             "mrs run again",
         );
         let again: serde_json::Value = serde_json::from_str(&again).expect("json");
