@@ -216,3 +216,29 @@ fn killed_runs_end_like_uninterrupted_ones() {
         state::assert_same(&got, &want);
     });
 }
+
+#[test]
+fn a_run_removes_what_killed_writes_left_behind() {
+    runtime().block_on(async {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = common::synth_tiny(dir.path(), 2, None).await;
+        let folder = dir.path().join("logs/minority_events_log");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        // A write killed two minutes ago, and one in progress now (an analyst's INSERT).
+        let stale = folder.join("killed.parquet#1");
+        let fresh = folder.join("in-progress.parquet#2");
+        std::fs::write(&stale, b"PAR1 half a file").expect("write");
+        std::fs::write(&fresh, b"PAR1 being written").expect("write");
+        std::fs::File::options()
+            .write(true)
+            .open(&stale)
+            .expect("open")
+            .set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+            .expect("mtime");
+        common::run(&lake, None).await;
+        assert!(!stale.exists(), "a killed write's staging file is removed");
+        assert!(fresh.exists(), "a write in progress keeps its staging file");
+        // Neither was ever read as part of the log.
+        state::check_parquet_files(dir.path());
+    });
+}
