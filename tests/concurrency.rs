@@ -184,3 +184,28 @@ fn a_lease_held_elsewhere_blocks_until_it_expires() {
         next.release().await.expect("release");
     });
 }
+
+#[test]
+fn a_running_holder_keeps_its_lease_past_the_ttl() {
+    let rt = runtime();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let lake = mrs_pipeline::Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
+    rt.block_on(async {
+        let config = LeaseConfig {
+            ttl: Duration::from_secs(3),
+            wait: Duration::ZERO,
+            poll: Duration::from_millis(100),
+        };
+        let lease = Lease::acquire(&lake, "long-run", &config)
+            .await
+            .expect("lease");
+        // Longer than the TTL: the heartbeat has renewed it, so it is still held.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        lease.check().expect("still ours");
+        let err = Lease::acquire(&lake, "other", &config)
+            .await
+            .expect_err("still held");
+        assert!(err.to_string().contains("long-run"), "{err}");
+        lease.release().await.expect("release");
+    });
+}
