@@ -1,10 +1,11 @@
 -- Stage 7, automation: rules are data (automation_rules). An event nobody has decided on yet is
 -- auto-confirmed by the first rule it satisfies (weekend or weekday mode from the run's as_of
 -- day); consequential events never are, they wait for an analyst. A closed event that new
--- reports join is reopened. Every automated decision names its rule.
+-- reports join is reopened. Every automated decision names its rule. Decision ids come from
+-- what is decided, not from the run, so a run that was killed and rerun writes the same ids.
 
 INSERT INTO minority_decisions_log
-SELECT mrs_content_hash('automation', x.report_group_id, x.rule_id, x.run_id) AS decision_id,
+SELECT mrs_content_hash('automation', x.report_group_id, x.rule_id) AS decision_id,
        x.report_group_id, 'confirm' AS action, CAST(NULL AS VARCHAR) AS cause,
        'auto-confirmed by rule ' || x.rule_id || ': ' || x.description
            || ' (confidence ' || CAST(round(x.confidence * 100) AS VARCHAR) || '%)' AS note,
@@ -28,7 +29,7 @@ WHERE x.rk = 1
       SELECT report_group_id FROM minority_decisions_log WHERE report_group_id IS NOT NULL);
 
 INSERT INTO minority_decisions_log
-SELECT mrs_content_hash('reopen', e.report_group_id, rc.run_id) AS decision_id,
+SELECT mrs_content_hash('reopen', e.report_group_id, d.decision_id) AS decision_id,
        e.report_group_id, 'reopen' AS action, CAST(NULL AS VARCHAR) AS cause,
        'reopened: ' || CAST(e.n_reports - le.n_reports AS VARCHAR) || ' new report(s) joined after close' AS note,
        'automation' AS decided_by, 'reopen-on-new-reports' AS rule_id,

@@ -13,8 +13,8 @@ use datafusion::arrow::datatypes::{DataType, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreUrl;
+use datafusion::object_store::ObjectStore;
 use datafusion::object_store::path::Path as ObjectPath;
-use datafusion::object_store::{ObjectStore, ObjectStoreExt};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::TryStreamExt;
 use mrs_core::schema::{INPUT_TABLES, input_schema};
@@ -53,7 +53,7 @@ impl Lake {
                 .map_err(|()| DataFusionError::Plan(format!("invalid file URL '{url}'")))?;
             std::fs::create_dir_all(&path)?;
         }
-        let (store, root) = datafusion::object_store::parse_url(&url)
+        let (store, root) = datafusion::object_store::parse_url_opts(&url, store_options(&url))
             .map_err(|e| DataFusionError::Plan(format!("cannot open lake '{url}': {e}")))?;
         let store_url = ObjectStoreUrl::parse(format!(
             "{}://{}",
@@ -67,6 +67,11 @@ impl Lake {
             root,
             store_url,
         })
+    }
+
+    /// The local directory of a `file://` lake.
+    pub fn local_dir(&self) -> Option<std::path::PathBuf> {
+        Url::parse(&self.url).ok()?.to_file_path().ok()
     }
 
     pub fn url(&self) -> &str {
@@ -123,23 +128,39 @@ impl Lake {
         Ok(files)
     }
 
-    /// Deletes every object under a lake folder (used for derived outputs only, never logs).
-    pub async fn clear_folder(&self, relative: &str) -> Result<()> {
-        let prefix = self.path(relative);
-        let paths: Vec<ObjectPath> = self
-            .store
-            .list(Some(&prefix))
-            .map_ok(|m| m.location)
-            .try_collect()
-            .await
-            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
-        for p in paths {
-            self.store
-                .delete(&p)
-                .await
-                .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    /// Deletes what writers killed mid-write left in a local lake: the local object store
+    /// writes `<name>#<n>` beside its target, then renames it. DataFusion's listings skip such
+    /// files but other Parquet readers do not. Only files older than a minute go, so a write
+    /// in progress (an analyst's INSERT beside a run) keeps its own. On S3 a killed upload is
+    /// never visible (a bucket lifecycle rule reclaims incomplete multipart uploads).
+    pub async fn remove_stale_staging_files(&self) -> Result<usize> {
+        let Some(dir) = self.local_dir() else {
+            return Ok(0);
+        };
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        let mut removed = 0;
+        let mut pending = vec![dir];
+        while let Some(folder) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&folder) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    pending.push(path);
+                } else if is_staging_name(&entry.file_name().to_string_lossy())
+                    && meta.modified().is_ok_and(|m| m < cutoff)
+                {
+                    std::fs::remove_file(&path)?;
+                    removed += 1;
+                }
+            }
         }
-        Ok(())
+        if removed > 0 {
+            log::info!("removed {removed} staging files of interrupted writes");
+        }
+        Ok(removed)
     }
 
     /// Registers every input table of DESIGN §2 (raw files plus a normalising view).
@@ -190,6 +211,30 @@ impl Lake {
         }
         Ok(())
     }
+}
+
+/// A staging file of the local object store: `<name>#<digits>`.
+pub fn is_staging_name(name: &str) -> bool {
+    name.split_once('#')
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Options for the lake's object store from the environment: credentials, endpoint, region and
+/// the like come from the variables each store documents (`AWS_ACCESS_KEY_ID`,
+/// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION`, `AWS_ENDPOINT_URL` or
+/// `AWS_ENDPOINT`, `AWS_ALLOW_HTTP`, …; `GOOGLE_*`, `AZURE_*`), never from the URL or a file of
+/// ours. Unknown variables are ignored.
+fn store_options(url: &Url) -> Vec<(String, String)> {
+    let prefixes: &[&str] = match url.scheme() {
+        "s3" | "s3a" => &["AWS_"],
+        "gs" => &["GOOGLE_"],
+        "az" | "adl" | "azure" | "abfs" | "abfss" => &["AZURE_"],
+        _ => &[],
+    };
+    std::env::vars()
+        .filter(|(k, _)| prefixes.iter().any(|p| k.starts_with(p)))
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect()
 }
 
 /// `SELECT` list casting each canonical column of a raw input table to its canonical type.

@@ -6,11 +6,13 @@
 //! - [`script`]: the embedded `sql/` scripts and a statement runner that names the failing
 //!   script and statement;
 //! - [`migrations`]: checksummed, applied-once migrations;
+//! - [`lease`]: one writing run per lake at a time;
 //! - [`runner`]: `mrs run`;
 //! - [`decisions`]: analyst decisions (`mrs decide`).
 
 pub mod decisions;
 pub mod lake;
+pub mod lease;
 pub mod migrations;
 pub mod runner;
 pub mod script;

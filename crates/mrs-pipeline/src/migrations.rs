@@ -1,15 +1,26 @@
 //! Versioned migrations under `sql/migrations/` (DESIGN §6).
 //!
 //! A migration's `CREATE EXTERNAL TABLE` statements declare log tables over append-only folders;
-//! they are registered in every session, in version order, so the latest declaration of a
-//! table is its schema (a later migration that adds a column reads old files with NULLs). Its
+//! they are registered in every session, in version order. A later migration changes a log's
+//! columns by `DROP TABLE IF EXISTS` and a new declaration over the same folder: the latest
+//! declaration is the schema, and old files read a column they lack as NULL. Its
 //! other statements (seed rows) run once, when the migration is first applied. Applied
 //! migrations are recorded in `meta/migrations` with a BLAKE3 checksum; a changed applied script
 //! is refused with both checksums named.
+//!
+//! A run can be killed between a migration's seed rows and its record in `meta/migrations`, so
+//! the next run applies it again. Its one-time `INSERT`s into log tables therefore write one
+//! file each with a fixed name (`<migration>-<statement>.parquet` in the table's folder) by a
+//! single atomic put: applying again replaces the same file instead of adding rows.
 
 use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::listing::ListingTable;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::{DmlStatement, LogicalPlan, WriteOp};
+use datafusion::object_store::{ObjectStoreExt, PutPayload};
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 use crate::lake::Lake;
 use datafusion::sql::parser::Statement;
@@ -47,8 +58,17 @@ async fn register_migrations_log(ctx: &SessionContext, lake: &Lake) -> Result<()
 
 /// Registers every table the migrations declare, without applying anything (the shell's way).
 pub async fn register_tables(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    register_tables_from(ctx, lake, MIGRATIONS).await
+}
+
+/// [`register_tables`] for a given list of migrations (tests use their own).
+pub async fn register_tables_from(
+    ctx: &SessionContext,
+    lake: &Lake,
+    migrations: &[Script],
+) -> Result<()> {
     register_migrations_log(ctx, lake).await?;
-    for m in MIGRATIONS {
+    for m in migrations {
         for stmt in statements(&render(m.sql, lake))? {
             if is_declaration(&stmt) {
                 run_parsed(ctx, stmt)
@@ -64,8 +84,74 @@ fn script_error(m: &Script, e: &DataFusionError) -> DataFusionError {
     DataFusionError::Execution(format!("migration {}: {e}", m.name))
 }
 
+/// Runs a one-time statement of a migration; an `INSERT` into a listing table writes its rows
+/// to a file named after the migration and the statement, so running it again is harmless.
+async fn run_once(
+    ctx: &SessionContext,
+    lake: &Lake,
+    m: &Script,
+    index: usize,
+    stmt: Statement,
+) -> Result<()> {
+    let plan = ctx.state().statement_to_plan(stmt).await?;
+    let LogicalPlan::Dml(DmlStatement {
+        table_name,
+        op: WriteOp::Insert(_),
+        input,
+        ..
+    }) = &plan
+    else {
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+        return Ok(());
+    };
+    let provider: std::sync::Arc<dyn TableProvider> =
+        ctx.table_provider(table_name.clone()).await?;
+    let Some(folder) = provider
+        .downcast_ref::<ListingTable>()
+        .and_then(|t| t.table_paths().first())
+    else {
+        ctx.execute_logical_plan(plan).await?.collect().await?;
+        return Ok(());
+    };
+    // The insert's input is already cast to the table's columns.
+    let batches = DataFrame::new(ctx.state(), input.as_ref().clone())
+        .collect()
+        .await?;
+    let schema = std::sync::Arc::new(input.schema().as_arrow().clone());
+    let mut bytes = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut bytes, schema, None)?;
+    for batch in &batches {
+        writer.write(batch)?;
+    }
+    writer.close()?;
+    let stem = m
+        .name
+        .rsplit('/')
+        .next()
+        .unwrap_or(m.name)
+        .trim_end_matches(".sql");
+    let file = folder
+        .prefix()
+        .clone()
+        .join(format!("{stem}-{index}.parquet"));
+    lake.store()
+        .put(&file, PutPayload::from(bytes))
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    Ok(())
+}
+
 /// Applies pending migrations and refuses changed applied ones. Returns the versions applied.
 pub async fn apply(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
+    apply_scripts(ctx, lake, MIGRATIONS).await
+}
+
+/// [`apply`] for a given list of migrations, in version order (tests use their own).
+pub async fn apply_scripts(
+    ctx: &SessionContext,
+    lake: &Lake,
+    migrations: &[Script],
+) -> Result<Vec<String>> {
     register_migrations_log(ctx, lake).await?;
     let applied: Vec<RecordBatch> = ctx
         .sql(&format!("SELECT version, checksum FROM {MIGRATIONS_LOG}"))
@@ -85,7 +171,7 @@ pub async fn apply(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
         }
     }
     let mut newly_applied = Vec::new();
-    for m in MIGRATIONS {
+    for m in migrations {
         let sum = checksum(m);
         let previous = recorded.get(m.name);
         if let Some(other) = previous.and_then(|sums| sums.iter().find(|s| **s != sum)) {
@@ -95,9 +181,13 @@ pub async fn apply(ctx: &SessionContext, lake: &Lake) -> Result<Vec<String>> {
                 m.name
             )));
         }
-        for stmt in statements(&render(m.sql, lake))? {
-            if is_declaration(&stmt) || previous.is_none() {
+        for (i, stmt) in statements(&render(m.sql, lake))?.into_iter().enumerate() {
+            if is_declaration(&stmt) {
                 run_parsed(ctx, stmt)
+                    .await
+                    .map_err(|e| script_error(m, &e))?;
+            } else if previous.is_none() {
+                run_once(ctx, lake, m, i + 1, stmt)
                     .await
                     .map_err(|e| script_error(m, &e))?;
             }

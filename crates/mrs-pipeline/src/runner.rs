@@ -3,6 +3,12 @@
 //! Each stage appends only snapshots that differ from the latest one in its log, so a second
 //! run over unchanged input appends nothing (and records no run). A failed statement stops the
 //! run with the script and statement named, and a non-zero exit in the CLI.
+//!
+//! A run holds the lake's lease ([`crate::lease`]) from before the migrations until its feeds
+//! are written, so concurrent runs take turns. A run killed at any point leaves only whole
+//! files (every object is written by one atomic put or rename) and the next run completes the
+//! work: stages compare with the latest snapshots, one-time migration inserts write files of
+//! fixed names, and feeds are replaced by a rename.
 
 use std::sync::Arc;
 
@@ -12,10 +18,12 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
+use datafusion::object_store::ObjectStoreExt;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::lake::Lake;
+use crate::lease::{Lease, LeaseConfig};
 use crate::migrations;
 use crate::script::{STAGES, run_script, run_statement, run_views};
 use crate::session::{new_context, session_config};
@@ -164,8 +172,41 @@ fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTab
     MemTable::try_new(schema, vec![vec![batch]])
 }
 
-/// Runs the whole pipeline once over a lake.
+/// Runs the whole pipeline once over a lake, holding its lease (configured from the
+/// environment, see [`LeaseConfig::from_env`]).
 pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
+    run_with_lease(lake, options, &LeaseConfig::from_env()?).await
+}
+
+/// [`run`] with an explicit lease configuration.
+pub async fn run_with_lease(
+    lake: &Lake,
+    options: &RunOptions,
+    lease_config: &LeaseConfig,
+) -> Result<RunSummary> {
+    let holder = format!(
+        "mrs-run-{}",
+        &blake3::hash(
+            format!(
+                "{}|{}|{}",
+                lake.url(),
+                std::process::id(),
+                chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+            )
+            .as_bytes()
+        )
+        .to_hex()[..12]
+    );
+    let lease = Lease::acquire(lake, &holder, lease_config).await?;
+    let result = run_leased(lake, options, &lease).await;
+    let released = lease.release().await;
+    let summary = result?;
+    released?;
+    Ok(summary)
+}
+
+async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
+    lake.remove_stale_staging_files().await?;
     let ctx = new_context(session_config())?;
     lake.register_object_store(&ctx)?;
     lake.register_inputs(&ctx, options.as_of_micros).await?;
@@ -194,9 +235,11 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
 
     let before = total_log_rows(&ctx).await?;
     for stage in STAGES {
+        lease.check()?;
         log::info!("stage {}", stage.name);
         run_script(&ctx, lake, stage).await?;
     }
+    lease.check()?;
     let appended = total_log_rows(&ctx).await? - before;
 
     let q = |sql: String| {
@@ -258,24 +301,45 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
         )
         .await?;
     }
+    lease.check()?;
+    log::info!("stage feeds");
     write_feeds(&ctx, lake).await?;
     Ok(summary)
 }
 
 /// Rewrites the protection feeds from the hydrated views. Feeds are derived output, not logs:
-/// each run replaces them whole.
+/// each run replaces them whole, and a reader must never find one empty, partial or doubled.
+/// So each feed is one file, `protection/<feed>/<feed>.parquet`: written under
+/// `protection/_staging/` (a name Parquet readers skip), then renamed over the old one (an
+/// atomic replace on the local file system, a server-side copy on S3), then any other file left
+/// in the feed's folder (an older layout) is removed. A run killed on the way leaves the
+/// previous feed in place; the next run replaces it.
 pub async fn write_feeds(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let store = lake.store();
     for (feed, query) in FEEDS {
-        let folder = format!("protection/{feed}");
-        lake.clear_folder(&folder).await?;
+        let staged = format!("protection/_staging/{feed}.parquet");
+        let target = format!("protection/{feed}/{feed}.parquet");
         run_statement(
             ctx,
             &format!(
-                "COPY ({query}) TO '{}' STORED AS PARQUET",
-                lake.folder_url(&folder)
+                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
+                lake.url()
             ),
         )
         .await?;
+        let target_path = lake.path(&target);
+        store
+            .rename(&lake.path(&staged), &target_path)
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+        for other in lake.list_parquet(&format!("protection/{feed}")).await? {
+            if other != target_path {
+                store
+                    .delete(&other)
+                    .await
+                    .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+            }
+        }
     }
     Ok(())
 }
