@@ -716,7 +716,7 @@ mod tests {
             store_id: store.into(),
             start,
             end,
-            alerted: start + H,
+            alerted: start,
             causes: [Some(cause.into()), Some("Data Error".into()), None],
             confidence: Some(0.9),
             group_id: Some(group.into()),
@@ -774,6 +774,19 @@ mod tests {
         assert_eq!(e.attribution.top3, 0.5, "r1 never names the true cause");
         assert_eq!(e.cohort.pairwise_recall, 0.0);
         assert_eq!(e.detection.median_delay_buckets, Some(0.0));
+    }
+
+    #[test]
+    fn delay_counts_from_the_first_alert() {
+        let t = vec![truth("A", "Data Error", &["S1", "S2"], 10 * H, 20 * H, 4.0)];
+        let mut late = report("r1", "S1", 10 * H, 19 * H, "Data Error", "g1");
+        late.alerted = 14 * H;
+        let mut early = report("r2", "S2", 11 * H, 19 * H, "Data Error", "g1");
+        early.alerted = 13 * H;
+        let e = evaluate(&t, &[late.clone()], 1, 3600);
+        assert_eq!(e.detection.median_delay_buckets, Some(4.0));
+        let e = evaluate(&t, &[late, early], 1, 3600);
+        assert_eq!(e.detection.median_delay_buckets, Some(3.0));
     }
 
     #[test]
