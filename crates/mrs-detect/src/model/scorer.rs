@@ -12,7 +12,7 @@
 //! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the last [`DISPERSION_WINDOWS`] scale windows (four weeks), see [`fit_dispersion`]; shrunk by one standard error of its estimate, 0 (Poisson) when the busier half of the buckets is not noisier by more than that |
 //! | transform | `g = ` [`nb_transform`]`(., kappa)`: variance-stabilising for that negative binomial (Anscombe when `kappa = 0`, log-like for large counts, so overdispersed tails are not anomalies) |
 //! | scale | `max(1, sqrt(median(r^2) / 0.4549))` of the residuals `g(y_j) - g(ref_j)` of the trailing window, recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
-//! | z | `(g(y) - g(b)) / scale`; beyond 2 in absolute value, no further from 0 than the exact negative-binomial tail z of `y` against `b` ([`super::counts`]: an exponential tail is not a Gaussian one) |
+//! | z | `(g(y) - g(b)) / scale`; beyond 2 in absolute value, no further from 0 than the exact negative-binomial tail z of `y` against `b` ([`super::counts`]: an exponential tail is not a Gaussian one), with the dispersion of the predictive distribution ([`predictive_kappa`]: `b` is itself an estimate from `K` counts) |
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
 //!
@@ -118,6 +118,17 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     }
     let kappa = ((rho - 1.0) / den).min(MAX_KAPPA);
     ((v_lo / (1.0 + kappa * b_lo)).sqrt(), kappa)
+}
+
+/// Dispersion of the predictive distribution of a count whose mean `b` was estimated from
+/// `n` past counts: the estimate's relative variance `(1 / b + kappa) / n` adds to `kappa`
+/// (a gamma-mixed Poisson whose mixing variance grows by it), so a baseline drawn from two
+/// sparse weeks does not make a busy hour look impossible.
+pub fn predictive_kappa(b: f64, kappa: f64, n: usize) -> f64 {
+    if n == 0 || b.is_nan() || b <= 0.0 {
+        return kappa;
+    }
+    kappa + (1.0 / b + kappa) / n as f64
 }
 
 /// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
@@ -257,6 +268,7 @@ impl Scorer {
             // Seasonal median of the cleaned history, longest usable season first.
             let mut m = f64::NAN;
             let mut season = 0usize;
+            let mut lags_used = 0usize;
             for &s in &self.plan.seasons {
                 if h < 2 * s {
                     continue;
@@ -279,6 +291,7 @@ impl Scorer {
                     let sd0 = scale * (m0.max(0.0) + kappa * m0 * m0).sqrt();
                     let (lo, hi) = (m0 - LAG_CLIP * sd0, m0 + LAG_CLIP * sd0);
                     m = lags[..cnt].iter().map(|v| v.clamp(lo, hi)).sum::<f64>() / cnt as f64;
+                    lags_used = cnt;
                     season = s;
                     break;
                 }
@@ -354,7 +367,7 @@ impl Scorer {
             let gb = nb_transform(b, kappa);
             let mut z = (nb_transform(yt, kappa) - gb) / scale;
             if z.abs() >= COUNT_TAIL_FROM
-                && let Some(t) = count_z(yt, b, kappa)
+                && let Some(t) = count_z(yt, b, predictive_kappa(b, kappa, lags_used))
                 && t * z > 0.0
             {
                 // The exact count tail: an overdispersed product's big hours are rarer than
