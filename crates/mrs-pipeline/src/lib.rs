@@ -13,6 +13,7 @@ pub mod decisions;
 pub mod lake;
 pub mod migrations;
 pub mod runner;
+pub mod sales_files;
 pub mod script;
 pub mod session;
 
