@@ -47,10 +47,16 @@ fn a_late_correction_appends_an_update_snapshot_and_keeps_the_old_one() {
          ORDER BY report_id LIMIT 1",
     );
     assert_eq!(report.num_rows(), 1, "the tiny lake has such a report");
-    let id = strings(&[report.clone()], 0)[0].clone().expect("id");
-    let store = strings(&[report.clone()], 1)[0].clone().expect("store");
-    let sku = strings(&[report.clone()], 2)[0].clone().expect("sku");
-    let t = micros(&[report.clone()], 3)[0].expect("t");
+    let id = strings(std::slice::from_ref(&report), 0)[0]
+        .clone()
+        .expect("id");
+    let store = strings(std::slice::from_ref(&report), 1)[0]
+        .clone()
+        .expect("store");
+    let sku = strings(std::slice::from_ref(&report), 2)[0]
+        .clone()
+        .expect("sku");
+    let t = micros(std::slice::from_ref(&report), 3)[0].expect("t");
     let old_actual = f64s(&report, 4)[0];
 
     // The retailer re-sends that cell with 200 more units.
@@ -116,10 +122,14 @@ fn a_correction_that_removes_an_anomaly_retracts_its_report() {
          FROM minority_reports WHERE direction = 'spike' AND window_end IS NOT NULL \
          ORDER BY magnitude DESC, report_id LIMIT 1",
     );
-    let id = strings(&[report.clone()], 0)[0].clone().expect("id");
-    let store = strings(&[report.clone()], 1)[0].clone().expect("store");
-    let start = micros(&[report.clone()], 2)[0].expect("start");
-    let end = micros(&[report.clone()], 3)[0].expect("end");
+    let id = strings(std::slice::from_ref(&report), 0)[0]
+        .clone()
+        .expect("id");
+    let store = strings(std::slice::from_ref(&report), 1)[0]
+        .clone()
+        .expect("store");
+    let start = micros(std::slice::from_ref(&report), 2)[0].expect("start");
+    let end = micros(std::slice::from_ref(&report), 3)[0].expect("end");
     let corrected = rows(
         &lake,
         &format!(

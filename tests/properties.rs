@@ -110,11 +110,14 @@ fn dirt() -> impl Strategy<Value = Dirt> {
     ]
 }
 
+/// One sales-like row `(store, sku, ts, units)`.
+type SalesRow = (Option<String>, Option<String>, Option<i64>, Option<f64>);
+
 /// Sales-like rows `(store, sku, ts, units)`: a daily rhythm plus noise over `hours` hourly
 /// buckets per series, then corrupted, duplicated and shuffled.
 #[derive(Debug, Clone)]
 struct Series {
-    rows: Vec<(Option<String>, Option<String>, Option<i64>, Option<f64>)>,
+    rows: Vec<SalesRow>,
 }
 
 fn series(max_hours: usize) -> impl Strategy<Value = Series> {
@@ -908,7 +911,7 @@ fn arbitrary_array(data_type: &DataType, len: usize, seed: &mut u64) -> ArrayRef
                 let n = (next(seed) % 30) as usize;
                 total += n;
                 offsets.push(total as i32);
-                valid.push(next(seed) % 10 != 0);
+                valid.push(!next(seed).is_multiple_of(10));
             }
             let values = arbitrary_array(item.data_type(), total, seed);
             Arc::new(ListArray::new(
@@ -923,7 +926,7 @@ fn arbitrary_array(data_type: &DataType, len: usize, seed: &mut u64) -> ArrayRef
                 .iter()
                 .map(|f| arbitrary_array(f.data_type(), len, seed))
                 .collect();
-            let valid: Vec<bool> = (0..len).map(|_| next(seed) % 12 != 0).collect();
+            let valid: Vec<bool> = (0..len).map(|_| !next(seed).is_multiple_of(12)).collect();
             Arc::new(StructArray::new(
                 fields.clone(),
                 columns,
