@@ -1,11 +1,13 @@
 -- Stage 0, quarantine: input rows the models cannot use (their reasons are in sales_checked,
 -- sql/views/00_inputs.sql) are logged with the reason and counted in the run summary; nothing
--- is dropped silently. Each bad input row gives one quarantine row (identical rows give as many),
--- once: a rerun skips rows whose hash the log already holds.
+-- is dropped silently. Each bad input row gives one quarantine row (identical rows of one file
+-- give as many), once: a rerun skips rows whose hash the log already holds. The hash includes
+-- the row's file, so the same bad row delivered again in a new file is logged again. A row
+-- superseded by a later correction is logged when the correction arrives.
 -- run_context (run_id, as_of, written_at, weekend) is a one-row table the runner provides.
 CREATE OR REPLACE TABLE stage_quarantine AS
 SELECT 'sales' AS table_name, reason, retailer_id, store_id, sku, ts, units,
-       mrs_content_hash(reason, retailer_id, store_id, sku, ts, units, revenue) AS row_hash
+       mrs_content_hash(reason, retailer_id, store_id, sku, ts, units, revenue, source_file) AS row_hash
 FROM sales_checked
 WHERE reason IS NOT NULL;
 

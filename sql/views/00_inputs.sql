@@ -1,26 +1,98 @@
--- Every sales row with the reason it cannot be used (NULL when it can), written once so that the
--- quarantine stage and the models agree. Negative units stay usable, as evidence of a data
--- error; exact duplicates of (store_id, sku, ts) are summed by the detector's bucketing.
---   NULL or empty store_id / sku, NULL ts, NULL / NaN / infinite units;
+-- Sales input checks (README "The lake"). `sales` is the normalised input view: every row of
+-- every file under input/sales, with `source_file` (its path there) and `unparsable` (set when
+-- a ts/units/revenue column came as text that does not parse); `sales_grid(step_us, phase_us)`
+-- is the lake's bucket grid, inferred from the distinct timestamps by the runner.
+--
+-- Row checks, first match wins (the reason is what quarantine_log records):
+--   NULL or empty store_id / sku; unparsable or NULL ts; unparsable, NULL, NaN or infinite units;
 --   units beyond 1e9 in absolute value (no shop sells that in a bucket: a unit slip upstream);
 --   ts more than a day ahead of the wall clock (a clock or time-zone error upstream; such a row
---   becomes usable once its time has come, and stays in the quarantine log).
-CREATE OR REPLACE VIEW sales_checked AS
-SELECT retailer_id, store_id, sku, ts, units, revenue,
+--   becomes usable once its time has come, and stays in the quarantine log);
+--   ts off the lake's bucket grid (a bucket must be named by its start; flooring would silently
+--   merge the row into a bucket it may not belong to);
+--   store_id not in stores, sku not in skus (the models cannot place the row; it becomes usable
+--   once the dimension row arrives).
+-- Negative units stay usable on purpose: they are a Data Error signature (DESIGN §5) that the
+-- detector counts (dq_negative_count); `warning` flags them here.
+CREATE OR REPLACE VIEW sales_screened AS
+SELECT s.retailer_id, s.store_id, s.sku, s.ts, s.units, s.revenue,
+    CAST(s.source_file AS VARCHAR) AS source_file,
     CASE
-        WHEN store_id IS NULL OR store_id = '' THEN 'NULL store_id'
-        WHEN sku IS NULL OR sku = '' THEN 'NULL sku'
-        WHEN ts IS NULL THEN 'NULL ts'
-        WHEN units IS NULL THEN 'NULL units'
-        WHEN isnan(units) THEN 'NaN units'
-        WHEN abs(units) = CAST('Infinity' AS DOUBLE) THEN 'infinite units'
-        WHEN abs(units) > 1e9 THEN 'absurd units'
-        WHEN ts > now() + INTERVAL '1 day' THEN 'ts in the future'
-    END AS reason
-FROM sales;
+        WHEN s.store_id IS NULL OR s.store_id = '' THEN 'NULL store_id'
+        WHEN s.sku IS NULL OR s.sku = '' THEN 'NULL sku'
+        WHEN s.unparsable = 'unparsable ts' THEN 'unparsable ts'
+        WHEN s.ts IS NULL THEN 'NULL ts'
+        WHEN s.unparsable IS NOT NULL THEN s.unparsable
+        WHEN s.units IS NULL THEN 'NULL units'
+        WHEN isnan(s.units) THEN 'NaN units'
+        WHEN abs(s.units) = CAST('Infinity' AS DOUBLE) THEN 'infinite units'
+        WHEN abs(s.units) > 1e9 THEN 'absurd units'
+        WHEN s.ts > now() + INTERVAL '1 day' THEN 'ts in the future'
+        WHEN g.step_us IS NOT NULL
+             AND (CAST(s.ts AS BIGINT) - g.phase_us) % g.step_us <> 0 THEN 'ts off the bucket grid'
+        WHEN st.known_store IS NULL THEN 'store_id not in stores'
+        WHEN sk.known_sku IS NULL THEN 'sku not in skus'
+    END AS reason,
+    CASE WHEN s.units < 0 THEN 'negative units' END AS warning
+-- Small dimension tables on the build side of the joins, the sales on the probe side.
+FROM (SELECT DISTINCT sku AS known_sku FROM skus) sk
+RIGHT JOIN ((SELECT DISTINCT store_id AS known_store FROM stores) st
+            RIGHT JOIN (sales_grid g CROSS JOIN sales s) ON st.known_store = s.store_id)
+    ON sk.known_sku = s.sku;
 
--- Sales rows the models may use; the others are in quarantine_log with their reason.
+-- Several usable rows for one (store_id, sku, ts): the last in arrival order is the value,
+-- arrival order being the file path under input/sales (a later delivery sorts later), then, for
+-- rows of one file, the larger units, revenue and retailer_id (a fixed rule, so the result
+-- never depends on listing or thread order). The others are quarantined: identical to the
+-- value in every column, 'duplicate row'; from an earlier file, 'superseded by correction';
+-- from the same file, 'conflicting row in one file'.
+--
+-- Every row with the reason it is not used (NULL when it is). The ranking runs only over the
+-- keys that have several usable rows.
+CREATE OR REPLACE VIEW sales_checked AS
+WITH marked AS (
+    SELECT s.*, (s.reason IS NULL AND c.n IS NOT NULL) AS contested
+    FROM (SELECT store_id, sku, ts, count(*) AS n FROM sales_screened
+          WHERE reason IS NULL GROUP BY store_id, sku, ts HAVING count(*) > 1) c
+    RIGHT JOIN sales_screened s ON c.store_id = s.store_id AND c.sku = s.sku AND c.ts = s.ts
+),
+ranked AS (
+    SELECT *,
+        row_number() OVER w AS arrival_rank,
+        count(*) OVER (PARTITION BY store_id, sku, ts) AS n_rows,
+        last_value(source_file) OVER wall AS value_file,
+        last_value(retailer_id) OVER wall AS value_retailer_id,
+        last_value(units) OVER wall AS value_units,
+        last_value(revenue) OVER wall AS value_revenue
+    FROM marked WHERE contested
+    WINDOW w AS (PARTITION BY store_id, sku, ts
+                 ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST),
+           wall AS (PARTITION BY store_id, sku, ts
+                    ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+SELECT retailer_id, store_id, sku, ts, units, revenue, source_file, reason, warning
+FROM marked WHERE NOT contested
+UNION ALL
+SELECT retailer_id, store_id, sku, ts, units, revenue, source_file,
+    CASE
+        WHEN arrival_rank = n_rows THEN NULL
+        WHEN (units = value_units) AND (revenue IS NOT DISTINCT FROM value_revenue)
+             AND (retailer_id IS NOT DISTINCT FROM value_retailer_id) THEN 'duplicate row'
+        WHEN source_file < value_file THEN 'superseded by correction'
+        ELSE 'conflicting row in one file'
+    END AS reason,
+    warning
+FROM ranked;
+
+-- Sales rows the models use: one per (store_id, sku, ts), the value chosen by the rule above
+-- (an aggregate rather than sales_checked's ranking, so the models never sort the sales).
 CREATE OR REPLACE VIEW sales_clean AS
-SELECT retailer_id, store_id, sku, ts, units, revenue
-FROM sales_checked
-WHERE reason IS NULL;
+SELECT
+    last_value(retailer_id ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS retailer_id,
+    store_id, sku, ts,
+    last_value(units ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS units,
+    last_value(revenue ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS revenue
+FROM sales_screened
+WHERE reason IS NULL
+GROUP BY store_id, sku, ts;

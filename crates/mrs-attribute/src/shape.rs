@@ -105,8 +105,13 @@ pub fn duration_hours(profile: &[ProfilePoint]) -> Option<f64> {
     if ts.len() < 2 {
         return None;
     }
-    let step = ts.windows(2).map(|w| w[1] - w[0]).min().unwrap_or(0);
-    let span = ts[ts.len() - 1] - ts[0] + step;
+    // i128: profile timestamps near the ends of i64 must not overflow (found by property tests).
+    let step = ts
+        .windows(2)
+        .map(|w| i128::from(w[1]) - i128::from(w[0]))
+        .min()
+        .unwrap_or(0);
+    let span = i128::from(ts[ts.len() - 1]) - i128::from(ts[0]) + step;
     Some(span as f64 / 3_600_000_000.0)
 }
 
@@ -128,6 +133,18 @@ pub(crate) mod tests {
     use super::*;
 
     const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn duration_of_a_profile_spanning_all_of_time_does_not_overflow() {
+        // Regression (property test on mrs_attribute): the span overflowed i64.
+        let point = |ts| ProfilePoint {
+            ts: Some(ts),
+            actual: Some(1.0),
+            baseline: Some(1.0),
+        };
+        let hours = duration_hours(&[point(i64::MIN), point(0), point(i64::MAX)]);
+        assert!(hours.is_some_and(|h| h.is_finite() && h > 0.0));
+    }
 
     pub(crate) fn profile(values: &[f64], baseline: f64) -> Vec<ProfilePoint> {
         values

@@ -177,8 +177,14 @@ pub fn distance(a: &Report, b: &Report, p: &ClusterParams) -> Option<f64> {
         return None;
     }
     let (s1, l1, s2, l2) = (wa.0?, wa.1?, wb.0?, wb.1?);
-    let (s1, l1) = (s1.min(l1) - pad, s1.max(l1) + pad);
-    let (s2, l2) = (s2.min(l2) - pad, s2.max(l2) + pad);
+    // i128: timestamps near the ends of i64 must not overflow (found by property tests).
+    let widen = |s: i64, l: i64| {
+        (
+            i128::from(s.min(l)) - i128::from(pad),
+            i128::from(s.max(l)) + i128::from(pad),
+        )
+    };
+    let ((s1, l1), (s2, l2)) = (widen(s1, l1), widen(s2, l2));
     let overlap = (l1.min(l2) - s1.max(s2)).max(0) as f64;
     let shorter = ((l1 - s1).min(l2 - s2)).max(1) as f64;
     let time = 1.0 - (overlap / shorter).clamp(0.0, 1.0);
@@ -652,6 +658,29 @@ mod tests {
     use super::*;
 
     const H: i64 = 3_600_000_000;
+
+    #[test]
+    fn distance_of_windows_at_the_ends_of_time_does_not_overflow() {
+        // Regression (property test): widening by the pad overflowed i64.
+        let a = Report {
+            report_id: "a".into(),
+            window_start: Some(i64::MIN),
+            window_last: Some(i64::MAX),
+            ..Report::default()
+        };
+        let b = Report {
+            report_id: "b".into(),
+            window_start: Some(i64::MAX - 5),
+            window_last: Some(i64::MAX),
+            ..Report::default()
+        };
+        let d = distance(&a, &b, &ClusterParams::default()).expect("concurrent");
+        assert!(d.is_finite() && (0.0..=1.0).contains(&d));
+        assert_eq!(
+            cluster_reports(vec![a, b], &ClusterParams::default()).len(),
+            2
+        );
+    }
 
     fn report(id: &str, store: &str, retailer: &str, lat: f64, skus: &[&str], cat: &str) -> Report {
         Report {

@@ -156,7 +156,13 @@ pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
 
 /// Confidence of a group (module header).
 pub fn group_confidence(members: &[&CohortInput]) -> f64 {
-    let conf = |m: &CohortInput| m.confidence.unwrap_or(0.0).clamp(0.0, 1.0);
+    // NaN counts as no confidence, like NULL (a NaN made the group's NaN: property tests).
+    let conf = |m: &CohortInput| {
+        m.confidence
+            .filter(|c| !c.is_nan())
+            .unwrap_or(0.0)
+            .clamp(0.0, 1.0)
+    };
     let mut by_cause: BTreeMap<&str, (f64, usize)> = BTreeMap::new();
     for m in members {
         let e = by_cause
@@ -538,6 +544,25 @@ mod tests {
     use datafusion::arrow::array::Array;
 
     use super::*;
+
+    #[test]
+    fn a_nan_confidence_counts_as_none() {
+        // Regression (property test): a NaN confidence made the group confidence NaN.
+        let a = CohortInput {
+            report_id: "a".into(),
+            confidence: Some(f64::NAN),
+            cause: Some("Data Error".into()),
+            ..CohortInput::default()
+        };
+        let b = CohortInput {
+            report_id: "b".into(),
+            confidence: Some(0.8),
+            cause: Some("Data Error".into()),
+            ..CohortInput::default()
+        };
+        let c = group_confidence(&[&a, &b]);
+        assert!((c - 0.4).abs() < 1e-12, "{c}");
+    }
 
     const H: i64 = 3_600_000_000;
 

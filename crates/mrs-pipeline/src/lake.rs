@@ -20,6 +20,8 @@ use futures::TryStreamExt;
 use mrs_core::schema::{INPUT_TABLES, input_schema};
 use url::Url;
 
+use crate::sales_files::{self, SOURCE_FILE, SalesFiles};
+
 /// A lake location and the object store that serves it.
 #[derive(Debug, Clone)]
 pub struct Lake {
@@ -84,6 +86,11 @@ impl Lake {
 
     pub fn root(&self) -> &ObjectPath {
         &self.root
+    }
+
+    /// The URL a context knows the lake's object store by.
+    pub fn store_url(&self) -> &ObjectStoreUrl {
+        &self.store_url
     }
 
     /// URL of a folder under the lake, with a trailing slash (what `LOCATION` wants).
@@ -186,6 +193,10 @@ impl Lake {
                 }
                 let empty = MemTable::try_new(Arc::clone(&canonical), vec![vec![]])?;
                 ctx.register_table(raw.as_str(), Arc::new(empty))?;
+            } else if table.name == "sales" {
+                // One scan that knows each row's file: the arrival order of corrections.
+                let files = SalesFiles::try_new(ctx, self, &folder).await?;
+                ctx.register_table(raw.as_str(), Arc::new(files))?;
             } else {
                 ctx.register_parquet(
                     raw.as_str(),
@@ -199,15 +210,19 @@ impl Lake {
             if table.name == "sales"
                 && let Some(as_of) = as_of_micros
             {
-                view.push_str(&format!(
-                    " WHERE ts < CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
+                // On the parsed ts; rows without one still reach the quarantine.
+                view = format!(
+                    "SELECT * FROM ({view}) WHERE ts IS NULL OR ts < CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
                     mrs_core::identity::rfc3339_utc_micros(as_of)
-                ));
+                );
             }
             ctx.sql(&format!("CREATE OR REPLACE VIEW {} AS {view}", table.name))
                 .await?
                 .collect()
                 .await?;
+            if table.name == "sales" {
+                sales_files::register_grid(ctx).await?;
+            }
         }
         Ok(())
     }
@@ -238,13 +253,20 @@ fn store_options(url: &Url) -> Vec<(String, String)> {
 }
 
 /// `SELECT` list casting each canonical column of a raw input table to its canonical type.
+///
+/// Sales may also bring `ts`, `units` and `revenue` as strings (CSV exports converted to
+/// Parquet): they are parsed with `TRY_CAST`, and the column `unparsable` names the first
+/// column of a row whose text did not parse (its row is quarantined, sql/views/00_inputs.sql).
+/// The sales view also carries `source_file`, the row's file under `input/sales/`.
 fn normalising_view_sql(
     table: &str,
     raw: &str,
     raw_schema: &Schema,
     canonical: &Schema,
 ) -> Result<String> {
+    let sales = table == "sales";
     let mut columns = Vec::new();
+    let mut unparsable = Vec::new();
     for field in canonical.fields() {
         let name = field.name();
         let Ok(found) = raw_schema.field_with_name(name) else {
@@ -261,16 +283,16 @@ fn normalising_view_sql(
                 field.data_type()
             )));
         };
+        let is_string = matches!(
+            found.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(_, _)
+        );
         let compatible = match field.data_type() {
-            DataType::Utf8 => matches!(
-                found.data_type(),
-                DataType::Utf8
-                    | DataType::LargeUtf8
-                    | DataType::Utf8View
-                    | DataType::Dictionary(_, _)
-            ),
-            DataType::Float64 => found.data_type().is_numeric(),
-            DataType::Timestamp(_, _) => matches!(found.data_type(), DataType::Timestamp(_, _)),
+            DataType::Utf8 => is_string,
+            DataType::Float64 => found.data_type().is_numeric() || (sales && is_string),
+            DataType::Timestamp(_, _) => {
+                matches!(found.data_type(), DataType::Timestamp(_, _)) || (sales && is_string)
+            }
             DataType::Date32 => matches!(
                 found.data_type(),
                 DataType::Date32 | DataType::Date64 | DataType::Timestamp(_, _)
@@ -284,10 +306,25 @@ fn normalising_view_sql(
                 field.data_type()
             )));
         }
-        columns.push(format!(
-            "CAST(\"{name}\" AS {}) AS {name}",
-            sql_type(field.data_type())
-        ));
+        let target = sql_type(field.data_type());
+        if is_string && field.data_type() != &DataType::Utf8 {
+            // Blank text is a missing value, not a parse failure.
+            let text = format!("NULLIF(trim(CAST(\"{name}\" AS VARCHAR)), '')");
+            columns.push(format!("TRY_CAST({text} AS {target}) AS {name}"));
+            unparsable.push(format!(
+                "WHEN {text} IS NOT NULL AND TRY_CAST({text} AS {target}) IS NULL THEN 'unparsable {name}'"
+            ));
+        } else {
+            columns.push(format!("CAST(\"{name}\" AS {target}) AS {name}"));
+        }
+    }
+    if sales {
+        columns.push(if unparsable.is_empty() {
+            "CAST(NULL AS VARCHAR) AS unparsable".to_string()
+        } else {
+            format!("CASE {} END AS unparsable", unparsable.join(" "))
+        });
+        columns.push(SOURCE_FILE.to_string());
     }
     Ok(format!("SELECT {} FROM {raw}", columns.join(", ")))
 }

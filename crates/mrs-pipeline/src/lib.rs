@@ -15,6 +15,7 @@ pub mod lake;
 pub mod lease;
 pub mod migrations;
 pub mod runner;
+pub mod sales_files;
 pub mod script;
 pub mod session;
 

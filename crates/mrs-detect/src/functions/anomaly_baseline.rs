@@ -4,7 +4,7 @@
 //! |---|---|
 //! | inputs | `ts` any Timestamp (naive = UTC); `value` numeric (as Float64); optional `season_buckets` positive integer literal (default: weekly, then daily, then trailing level, from the inferred step) |
 //! | minimum samples | two full seasons before the row's bucket |
-//! | NULL / NaN / ±inf value | NULL output, ignored as history |
+//! | NULL / NaN / ±inf value, or beyond ±1e15 | NULL output, ignored as history |
 //! | empty / too short | no rows / NULL |
 //! | constant series | the constant |
 //! | frame | ignored: the whole partition is evaluated at once; each row uses only earlier buckets |

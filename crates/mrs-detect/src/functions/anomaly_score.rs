@@ -5,7 +5,7 @@
 //! | inputs | as `anomaly_baseline` |
 //! | output | `clamp(abs(z) / (2 * 5), 0, 1)` with `z` the robust z on the Anscombe scale (scale floored at the Poisson value 1): 0.5 is the alert threshold `abs(z) = 5`, 1 is twice it |
 //! | minimum samples | two full seasons before the row's bucket |
-//! | NULL / NaN / ±inf value | NULL output, ignored as history |
+//! | NULL / NaN / ±inf value, or beyond ±1e15 | NULL output, ignored as history |
 //! | empty / too short | no rows / NULL |
 //! | constant series | 0 |
 //! | frame | ignored: the whole partition is evaluated at once; each row uses only earlier buckets |

@@ -162,11 +162,14 @@ pub(crate) fn positive_int_arg(
     }
 }
 
-/// The rows of a Float64 array as options (NULL, NaN and ±inf become `None`).
+/// The rows of a Float64 array as options (NULL, NaN, ±inf and values beyond
+/// [`crate::model::MAX_ABS_VALUE`] become `None`).
 pub(crate) fn finite_values(array: &ArrayRef) -> Result<Vec<Option<f64>>> {
     let casted = cast(array, &DataType::Float64)?;
     let v = casted.as_primitive::<datafusion::arrow::datatypes::Float64Type>();
-    Ok(v.iter().map(|x| x.filter(|f| f.is_finite())).collect())
+    Ok(v.iter()
+        .map(|x| x.filter(|f| crate::model::usable(*f)))
+        .collect())
 }
 
 /// Shared evaluator of `anomaly_baseline` and `anomaly_score`.

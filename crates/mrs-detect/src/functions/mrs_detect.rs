@@ -6,7 +6,7 @@
 //! | output | `List<Struct>` with one element per store-level anomaly window (a report), fields and order as in docs/ARCHITECTURE.md, ordered by `first_detected_from`; never NULL |
 //! | model | [`crate::model::store`] over [`crate::model::scorer`]: alert at `abs(z) >= 5` (score 0.5), windows close after 3 normal buckets |
 //! | minimum samples | a series is scored after 2 full seasons of its own history (2 weeks for hourly data); a store with one distinct timestamp gives an empty list |
-//! | NULL sku / ts / units, NaN / ±inf units | row ignored (never an error) |
+//! | NULL sku / ts / units, NaN / ±inf units, units beyond ±1e15 | row ignored (never an error) |
 //! | negative units | kept, counted in `dq_negative_count` |
 //! | empty group / constant store | empty list |
 //! | grid too large (> 2,000,000 buckets for one store) | `exec_err!` naming the store's span |
@@ -261,7 +261,10 @@ fn to_chunk(values: &[ArrayRef]) -> Result<Chunk> {
 
 #[inline]
 fn row_ok(c: &Chunk, i: usize) -> bool {
-    c.sku.is_valid(i) && c.ts.is_valid(i) && c.units.is_valid(i) && c.units.value(i).is_finite()
+    c.sku.is_valid(i)
+        && c.ts.is_valid(i)
+        && c.units.is_valid(i)
+        && crate::model::usable(c.units.value(i))
 }
 
 impl DetectGroups {

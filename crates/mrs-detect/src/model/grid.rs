@@ -106,10 +106,13 @@ impl SeasonPlan {
     }
 }
 
-/// Bucket index of `ts` on a grid starting at `origin` with `step` (both microseconds).
+/// Bucket index of `ts` on a grid starting at `origin` with `step` (both microseconds),
+/// saturated to the i64 range: a span wider than i64 with a tiny step must read as too many
+/// buckets, not wrap to a negative index (found by fuzzing).
 #[inline]
 pub fn bucket_of(ts: i64, origin: i64, step: i64) -> i64 {
-    (i128::from(ts) - i128::from(origin)).div_euclid(i128::from(step)) as i64
+    let b = (i128::from(ts) - i128::from(origin)).div_euclid(i128::from(step));
+    b.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
 }
 
 #[cfg(test)]
@@ -117,6 +120,27 @@ mod tests {
     use super::*;
 
     const HOUR: i64 = 3_600_000_000;
+
+    #[test]
+    fn bucket_indices_saturate_instead_of_wrapping() {
+        // Regression (fuzz target `robust`): a span wider than i64 at a 1 us step wrapped.
+        let ts = [
+            -4_774_451_407_313_060_561,
+            -45_035_995_573_155_717,
+            -1,
+            0,
+            5_582_775_517_704_618_239,
+        ];
+        let step = infer_step(&ts).expect("a step");
+        assert_eq!(step, 1);
+        assert_eq!(bucket_of(ts[4], ts[0], step), i64::MAX);
+        let rows: Vec<Option<i64>> = ts.iter().copied().map(Some).collect();
+        let values = vec![Some(1.0); ts.len()];
+        assert!(matches!(
+            super::super::score_rows(&rows, &values, None, 3.5),
+            Err(super::super::GridError::TooManyBuckets(_))
+        ));
+    }
 
     #[test]
     fn step_is_the_mode() {

@@ -13,6 +13,17 @@ pub mod windows;
 use grid::{MAX_BUCKETS, SeasonPlan, SeasonSpec, bucket_of, infer_step};
 use scorer::{Scorer, Scores};
 
+/// Largest absolute value the models use; beyond it a value is ignored like NaN. No series
+/// value that large is meaningful (sales input quarantines units beyond 1e9), and sums of a few
+/// values near `f64::MAX` overflow to infinity (found by property tests).
+pub const MAX_ABS_VALUE: f64 = 1e15;
+
+/// Whether a value is usable by the models: finite and within [`MAX_ABS_VALUE`].
+#[inline]
+pub fn usable(v: f64) -> bool {
+    v.abs() <= MAX_ABS_VALUE
+}
+
 /// Per-row outputs of [`score_rows`].
 #[derive(Debug, Default, Clone)]
 pub struct RowScores {
@@ -30,7 +41,8 @@ pub enum GridError {
 }
 
 /// Scores rows `(ts micros, value)` of one series in any order: rows sharing a bucket are
-/// averaged; a row's outputs are its bucket's. `None` or non-finite values give `None`.
+/// averaged; a row's outputs are its bucket's. `None`, non-finite or larger than
+/// [`MAX_ABS_VALUE`] values give `None`.
 /// `season` overrides the automatic weekly/daily/level plan with a fixed season length.
 pub fn score_rows(
     ts: &[Option<i64>],
@@ -44,7 +56,7 @@ pub fn score_rows(
         score: vec![None; n],
     };
     let valid = |i: usize| match (ts[i], values[i]) {
-        (Some(t), Some(v)) if v.is_finite() => Some((t, v)),
+        (Some(t), Some(v)) if usable(v) => Some((t, v)),
         _ => None,
     };
     let mut uniq: Vec<i64> = (0..n).filter_map(|i| valid(i).map(|(t, _)| t)).collect();
@@ -98,6 +110,20 @@ pub fn score_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn values_near_the_float_limit_are_ignored_not_summed_to_infinity() {
+        // Regression (property test): one f64::MAX in a series made baselines infinite.
+        let hour = 3_600_000_000i64;
+        let ts: Vec<Option<i64>> = (0..24 * 21).map(|h| Some(h * hour)).collect();
+        let mut values: Vec<Option<f64>> = (0..24 * 21).map(|h| Some(f64::from(h % 24))).collect();
+        values[24 * 15] = Some(f64::MAX);
+        values[24 * 15 + 1] = Some(f64::MAX);
+        let out = score_rows(&ts, &values, None, 3.5).expect("scored");
+        assert!(out.baseline[24 * 15].is_none());
+        assert!(out.baseline.iter().flatten().all(|b| b.is_finite()));
+        assert!(out.score.iter().flatten().all(|s| (0.0..=1.0).contains(s)));
+    }
 
     #[test]
     fn rows_in_any_order_with_nulls() {

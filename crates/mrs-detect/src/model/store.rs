@@ -120,7 +120,7 @@ struct CellAgg {
     down: u32,
 }
 
-/// Detects one store. `rows` are `(sku id, ts micros, units)` with finite units, grouped by
+/// Detects one store. `rows` are `(sku id, ts micros, units)` with [`super::usable`] units, grouped by
 /// sku id (ids index `sku_names`); ts order within a SKU does not matter.
 #[expect(
     clippy::needless_range_loop,
