@@ -39,12 +39,13 @@ fn a_late_correction_appends_an_update_snapshot_and_keeps_the_old_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let lake = runtime().block_on(synth_tiny(dir.path(), 4, None));
     runtime().block_on(run(&lake, None));
-    // A spike report with an anomalous bucket after its first one.
+    // A spike report opened by a strong first bucket (so more units later in it cannot move
+    // its start) with an anomalous bucket after that first one.
     let report = rows(
         &lake,
         "SELECT report_id, store_id, top_skus[1] AS sku, CAST(last_anomalous_ts AS BIGINT) AS t, actual_units \
          FROM minority_reports WHERE direction = 'spike' AND last_anomalous_ts > window_start \
-         ORDER BY report_id LIMIT 1",
+         AND alerted_at = window_start ORDER BY report_id LIMIT 1",
     );
     assert_eq!(report.num_rows(), 1, "the tiny lake has such a report");
     let id = strings(std::slice::from_ref(&report), 0)[0]
