@@ -28,7 +28,7 @@ pub struct RunOptions {
 }
 
 /// What a run did, for the summary line and `mrs run --format json`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunSummary {
     pub run_id: String,
     pub as_of: Option<String>,
@@ -43,6 +43,9 @@ pub struct RunSummary {
     pub waiting_for_review: i64,
     pub quarantined: i64,
     pub rows_appended: i64,
+    /// Wall time of each phase, in run order (`setup`: inputs, migrations and views; one entry
+    /// per stage script; `summary`; `feeds`). For benchmarks: never compare it in tests.
+    pub stage_seconds: Vec<(String, f64)>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -166,6 +169,13 @@ fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTab
 
 /// Runs the whole pipeline once over a lake.
 pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
+    let mut clock = std::time::Instant::now();
+    let mut stage_seconds = Vec::new();
+    let mut lap = |name: &str| {
+        let now = std::time::Instant::now();
+        stage_seconds.push((name.to_string(), (now - clock).as_secs_f64()));
+        clock = now;
+    };
     let ctx = new_context(session_config())?;
     lake.register_object_store(&ctx)?;
     lake.register_inputs(&ctx, options.as_of_micros).await?;
@@ -193,9 +203,11 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
     )?;
 
     let before = total_log_rows(&ctx).await?;
+    lap("setup");
     for stage in STAGES {
         log::info!("stage {}", stage.name);
         run_script(&ctx, lake, stage).await?;
+        lap(stage.name);
     }
     let appended = total_log_rows(&ctx).await? - before;
 
@@ -214,7 +226,7 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
         "SELECT count(DISTINCT report_id) FROM minority_reports_detected_log WHERE {this} AND status <> 'retracted'"
     ))
     .await?;
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         run_id: run_id.clone(),
         as_of: as_of.map(mrs_core::identity::rfc3339_utc_micros),
         migrations_applied,
@@ -234,6 +246,7 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
         waiting_for_review: q("SELECT count(*) FROM minority_events WHERE status = 'waiting for review'".into()).await?,
         quarantined: q(format!("SELECT count(*) FROM quarantine_log WHERE {this}")).await?,
         rows_appended: appended,
+        stage_seconds: Vec::new(),
     };
 
     if appended > 0 {
@@ -258,7 +271,10 @@ pub async fn run(lake: &Lake, options: &RunOptions) -> Result<RunSummary> {
         )
         .await?;
     }
+    lap("summary");
     write_feeds(&ctx, lake).await?;
+    lap("feeds");
+    summary.stage_seconds = stage_seconds;
     Ok(summary)
 }
 
