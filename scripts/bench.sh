@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite (issue 7), one command:
 #
-#   scripts/bench.sh [--preset bench] [--seed 1] [--days N] [--no-peers] [--no-incremental] [--out bench/results]
+#   scripts/bench.sh [--preset bench] [--seed 1] [--days N] [--no-peers] [--no-incremental] [--quick] [--out bench/results]
 #
 # 1. builds the release `mrs` and a Python virtual environment with DuckDB and Polars from PyPI
 #    ($CARGO_TARGET_DIR/bench-pyenv, versions pinned below);
@@ -12,7 +12,8 @@
 #    GROUP BY store_id, sku scan of the same Parquet files), the detection stage's query through
 #    DataFusion alone, the DuckDB and Polars peers; then appends the last hour and times the
 #    incremental `mrs run` (--no-peers and --no-incremental skip those parts: the cost-model
-#    points in README.md are `--no-peers --no-incremental` runs);
+#    points in README.md are `--quick` runs: no peers, no incremental run, the floor and the
+#    detection stage query once each);
 # 4. writes <out>/<date>-<preset>-s<seed>[-<N>d].json and .md (bench/report.py).
 # Timed commands run one at a time under /usr/bin/time -v (wall time and peak RSS); queries run
 # three times in one session and the median is kept. Work files go to $CARGO_TARGET_DIR/bench-work.
@@ -23,6 +24,8 @@ seed=1
 days=""
 peers=1
 incremental=1
+runs=3
+queries="floor detect_raw detect_stage"
 out=bench/results
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -31,6 +34,7 @@ while [ $# -gt 0 ]; do
     --days) days="$2"; shift 2 ;;
     --no-peers) peers=0; shift ;;
     --no-incremental) incremental=0; shift ;;
+    --quick) peers=0; incremental=0; runs=1; queries="floor detect_stage"; shift ;;
     --out) out="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -45,8 +49,12 @@ days="${days:-$preset_days}"
 [ "$days" -le "$preset_days" ] && [ "$days" -ge 15 ] || { echo "--days must be in 15..$preset_days" >&2; exit 2; }
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --bin mrs -q
-MRS="$CARGO_TARGET_DIR/release/mrs"
+if [ -z "${MRS:-}" ]; then # MRS=path uses that binary instead of building one
+  cargo build --release --bin mrs -q
+  MRS="$CARGO_TARGET_DIR/release/mrs"
+fi
+# the runner logs each stage's start (older binaries have no stage_seconds in the summary)
+export RUST_LOG="${RUST_LOG:-mrs_pipeline::runner=info}"
 PY="$CARGO_TARGET_DIR/bench-pyenv/bin/python"
 if ! "$PY" -c 'import duckdb, polars' 2>/dev/null; then
   python3 -m venv "$CARGO_TARGET_DIR/bench-pyenv"
@@ -103,9 +111,11 @@ holidays="(SELECT DISTINCT st.store_id, h.day FROM holidays h JOIN stores st ON 
 floor="SELECT count(*) AS series, sum(n) AS rows, sum(u) AS units FROM (SELECT store_id, sku, count(*) AS n, sum(units) AS u FROM sales_raw GROUP BY store_id, sku)"
 detect_raw="SELECT count(*) AS stores, sum(cardinality(r)) AS reports FROM (SELECT store_id, mrs_detect(sku, ts, units) AS r FROM sales_raw GROUP BY store_id)"
 detect_stage="SELECT count(*) AS stores, sum(cardinality(r)) AS reports FROM (SELECT s.store_id, mrs_detect(s.sku, s.ts, s.units) AS r FROM sales_clean s LEFT JOIN $holidays hd ON hd.store_id = s.store_id AND hd.day = CAST(s.ts AS DATE) WHERE hd.store_id IS NULL GROUP BY s.store_id)"
-for q in floor detect_raw detect_stage; do
-  echo "== query $q (3 times)"
-  timed "q_$q" "$MRS" sql --lake "$lake" --format csv -c "${!q}" "${!q}" "${!q}"
+for q in $queries; do
+  echo "== query $q ($runs times)"
+  reps=()
+  for _ in $(seq "$runs"); do reps+=("${!q}"); done
+  timed "q_$q" "$MRS" sql --lake "$lake" --format csv -c "${reps[@]}"
 done
 
 if [ "$peers" = 1 ]; then
