@@ -1,6 +1,8 @@
-//! Criterion benches of the MRS model functions through DataFusion, on in-memory synthetic
-//! series (deterministic, no I/O): the store-level detector, the generic window score, and
-//! attribution. `cargo bench --bench functions`.
+//! Criterion benches of every MRS SQL function through DataFusion, on in-memory synthetic
+//! inputs (deterministic, no I/O): the detection functions on 4 stores x 20 SKUs x 6 weeks of
+//! hourly sales, clustering, cohorts and attribution on 2,000 synthetic reports, and the identity
+//! and tier scalars on every sales row. `cargo bench --bench functions`; results are recorded
+//! in README.md (Benchmarks). The end-to-end pipeline benchmark is `scripts/bench.sh`.
 
 use std::sync::Arc;
 
@@ -94,17 +96,113 @@ fn bench(c: &mut Criterion) {
         }
     };
 
-    let mut group = c.benchmark_group("functions");
-    group.throughput(Throughput::Elements(rows));
-    group.sample_size(10);
-    let detect = run("SELECT store_id, mrs_detect(sku, ts, units) FROM sales GROUP BY store_id");
-    group.bench_function("mrs_detect, 4 stores x 20 SKUs x 6 weeks", |b| {
-        b.iter(&detect)
-    });
-    let score = run(
-        "SELECT count(anomaly_score(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts)) FROM sales",
+    let setup = |sql: &str| {
+        runtime.block_on(async {
+            ctx.sql(sql)
+                .await
+                .expect("plan")
+                .collect()
+                .await
+                .expect("run")
+        });
+    };
+    // Scores per series, the input of anomaly_windows.
+    setup(
+        "CREATE TABLE scored AS SELECT store_id, sku, ts, \
+         anomaly_score(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts) AS score FROM sales",
     );
-    group.bench_function("anomaly_score window, same rows", |b| b.iter(&score));
+    // 2,000 reports over 200 stores of 5 retailers and two weeks, in overlapping waves of a few
+    // SKUs and categories: the input of mrs_cluster, mrs_cohort and mrs_attribute.
+    setup(
+        "CREATE TABLE reports AS SELECT \
+           'MR-' || lpad(CAST(i AS VARCHAR), 5, '0') AS report_id, \
+           'S' || CAST(i % 200 AS VARCHAR) AS store_id, 'R' || CAST(i % 5 AS VARCHAR) AS retailer_id, \
+           50.0 + (i % 200) * 0.02 AS lat, -2.0 + (i % 37) * 0.05 AS lon, \
+           to_timestamp_seconds(1754524800 + (i % 336) * 3600) AS window_start, \
+           to_timestamp_seconds(1754524800 + (i % 336 + 2 + i % 7) * 3600) AS window_last, \
+           CASE WHEN i % 9 = 0 THEN 'drop' ELSE 'spike' END AS direction, \
+           ['K' || CAST(i % 13 AS VARCHAR), 'K' || CAST(i % 29 AS VARCHAR)] AS top_skus, \
+           'C' || CAST(i % 6 AS VARCHAR) AS top_category, \
+           CASE WHEN i % 9 = 0 THEN -8.0 ELSE 3.0 + i % 11 END AS magnitude, \
+           CASE i % 5 WHEN 0 THEN 'Data Error' WHEN 1 THEN 'Marketing Misattribution' \
+             WHEN 2 THEN 'Competitor Stockout' WHEN 3 THEN 'Social/Viral Event' \
+             ELSE 'Operational/Store Issue' END AS cause, \
+           0.4 + (i % 60) / 100.0 AS confidence, \
+           'MC-' || CAST(i % 150 AS VARCHAR) AS cluster_id \
+         FROM (SELECT value AS i FROM generate_series(0, 1999))",
+    );
+    let reports = 2_000u64;
+
+    let mut group = c.benchmark_group("functions");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(rows));
+    let cases: &[(&str, &'static str)] = &[
+        (
+            "mrs_detect, 4 stores x 20 SKUs x 6 weeks",
+            "SELECT store_id, mrs_detect(sku, ts, units) FROM sales GROUP BY store_id",
+        ),
+        (
+            "detect_anomalies('sales'), same rows",
+            "SELECT count(*) FROM detect_anomalies('sales')",
+        ),
+        (
+            "anomaly_score window, same rows",
+            "SELECT count(v) FROM (SELECT anomaly_score(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts) AS v FROM sales)",
+        ),
+        (
+            "anomaly_baseline window, same rows",
+            "SELECT count(v) FROM (SELECT anomaly_baseline(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts) AS v FROM sales)",
+        ),
+        (
+            "anomaly_windows grouped by series, same rows",
+            "SELECT store_id, sku, anomaly_windows(ts, score) FROM scored GROUP BY store_id, sku",
+        ),
+        (
+            "mrs_report_id, same rows",
+            "SELECT count(DISTINCT mrs_report_id(store_id, ts)) FROM sales",
+        ),
+        (
+            "mrs_content_hash of 4 columns, same rows",
+            "SELECT count(DISTINCT mrs_content_hash(store_id, sku, ts, units)) FROM sales",
+        ),
+        (
+            "mrs_event_id, same rows",
+            "SELECT count(DISTINCT mrs_event_id(sku)) FROM sales",
+        ),
+        (
+            "mrs_confidence_tier, same rows",
+            "SELECT count(*) FROM sales WHERE mrs_confidence_tier(units / 40.0) = 'High'",
+        ),
+    ];
+    for (name, sql) in cases {
+        let f = run(sql);
+        group.bench_function(*name, |b| b.iter(&f));
+    }
+    group.throughput(Throughput::Elements(reports));
+    let cases: &[(&str, &'static str)] = &[
+        (
+            "mrs_cluster, 2,000 reports",
+            "SELECT cardinality(mrs_cluster(report_id, store_id, retailer_id, lat, lon, window_start, \
+             window_last, direction, top_skus, top_category, magnitude)) FROM reports",
+        ),
+        (
+            "mrs_cohort, 2,000 reports",
+            "SELECT cardinality(mrs_cohort(report_id, cluster_id, window_start, window_last, cause, \
+             confidence, store_id, retailer_id, top_skus, CAST(NULL AS VARCHAR))) FROM reports",
+        ),
+        (
+            "mrs_attribute, 2,000 reports",
+            "SELECT count(a['cause']) FROM (SELECT mrs_attribute(named_struct('direction', direction, \
+             'severity', 0.8, 'duration_buckets', 4.0, 'magnitude', magnitude, 'relative_change', 1.5, \
+             'affected_skus', 2, 'total_skus', 40, 'top_sku_share', 0.6, 'top_sku', top_skus[1], \
+             'top_category', top_category, 'store_id', store_id, 'retailer_id', retailer_id, \
+             'promo_overlap', 0.0, 'co_sku_stores', 3, 'co_sku_retailers', 2)) AS a FROM reports)",
+        ),
+    ];
+    for (name, sql) in cases {
+        let f = run(sql);
+        group.bench_function(*name, |b| b.iter(&f));
+    }
     group.finish();
 }
 

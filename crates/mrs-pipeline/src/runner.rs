@@ -36,7 +36,7 @@ pub struct RunOptions {
 }
 
 /// What a run did, for the summary line and `mrs run --format json`.
-#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct RunSummary {
     pub run_id: String,
     pub as_of: Option<String>,
@@ -51,6 +51,9 @@ pub struct RunSummary {
     pub waiting_for_review: i64,
     pub quarantined: i64,
     pub rows_appended: i64,
+    /// Wall time of each phase, in run order (`setup`: inputs, migrations and views; one entry
+    /// per stage script; `summary`; `feeds`). For benchmarks: never compare it in tests.
+    pub stage_seconds: Vec<(String, f64)>,
 }
 
 impl std::fmt::Display for RunSummary {
@@ -207,6 +210,13 @@ pub async fn run_with_lease(
 
 async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
     lake.remove_stale_staging_files().await?;
+    let mut clock = std::time::Instant::now();
+    let mut stage_seconds = Vec::new();
+    let mut lap = |name: &str| {
+        let now = std::time::Instant::now();
+        stage_seconds.push((name.to_string(), (now - clock).as_secs_f64()));
+        clock = now;
+    };
     let ctx = new_context(session_config())?;
     lake.register_object_store(&ctx)?;
     lake.register_inputs(&ctx, options.as_of_micros).await?;
@@ -234,10 +244,12 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     )?;
 
     let before = total_log_rows(&ctx).await?;
+    lap("setup");
     for stage in STAGES {
         lease.check()?;
         log::info!("stage {}", stage.name);
         run_script(&ctx, lake, stage).await?;
+        lap(stage.name);
     }
     lease.check()?;
     let appended = total_log_rows(&ctx).await? - before;
@@ -257,7 +269,7 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
         "SELECT count(DISTINCT report_id) FROM minority_reports_detected_log WHERE {this} AND status <> 'retracted'"
     ))
     .await?;
-    let summary = RunSummary {
+    let mut summary = RunSummary {
         run_id: run_id.clone(),
         as_of: as_of.map(mrs_core::identity::rfc3339_utc_micros),
         migrations_applied,
@@ -277,6 +289,7 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
         waiting_for_review: q("SELECT count(*) FROM minority_events WHERE status = 'waiting for review'".into()).await?,
         quarantined: q(format!("SELECT count(*) FROM quarantine_log WHERE {this}")).await?,
         rows_appended: appended,
+        stage_seconds: Vec::new(),
     };
 
     if appended > 0 {
@@ -301,9 +314,12 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
         )
         .await?;
     }
+    lap("summary");
     lease.check()?;
     log::info!("stage feeds");
     write_feeds(&ctx, lake).await?;
+    lap("feeds");
+    summary.stage_seconds = stage_seconds;
     Ok(summary)
 }
 
