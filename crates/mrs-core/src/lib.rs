@@ -11,6 +11,7 @@ pub mod error;
 pub mod functions;
 pub mod identity;
 pub mod schema;
+pub mod special;
 pub mod taxonomy;
 
 pub use error::{MrsError, MrsResult};
