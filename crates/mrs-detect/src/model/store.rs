@@ -8,15 +8,20 @@
 //! | cell value | sum of the SKU's units in the bucket; `0` when the store has rows but the SKU none (from the SKU's first row on); missing before it |
 //! | store total | sum over all SKUs, scored as its own series |
 //! | store bucket anomalous | store-total `abs(z) >= z_alert`, or some cell `abs(z) >= z_cell = sqrt(z_alert^2 + 2 ln m)` (Bonferroni for `m` SKUs via the Gaussian tail `exp(-z^2/2)`), or at least [`MIN_SAME_DIRECTION_CELLS`] cells with `abs(z) >= z_alert` in the same direction |
-//! | direction | the store total's sign when it is anomalous, else the strongest cell's / the majority direction |
-//! | bucket score | `max(store score, cell score)`, cell score = `clamp(abs(z_max) / (2 z_cell), 0.5, 1)` when cell-driven |
+//! | sustained run | where no single bucket decided: the strongest sustained run ending at the bucket ([`super::sustained`], spans 2-8, buckets already anomalous are not evidence) of the store total (threshold `sqrt(z_alert^2 + 2 ln 4)`) or of one cell (`sqrt(z_alert^2 + 2 ln 4m)`); the bucket is anomalous and its window may open at the run's first bucket (never before a decided window, see [`build_windows`]) |
+//! | direction | the store total's sign when it is anomalous, else the strongest cell's / the majority direction / the run's sign |
+//! | bucket score | `max(store score, cell score)`, cell score = `clamp(abs(z_max) / (2 z_cell), 0.5, 1)` when cell-driven; `clamp(abs(Z) / (2 threshold), 0.5, 1)` for a run |
 //! | windows | [`build_windows`] over the grid |
 //! | reported | a window with at least 2 anomalous buckets, or a lone bucket whose score reaches [`LONE_BUCKET_SCORE`] = `0.5 * sqrt(2)` (the Stouffer combination of two buckets at the alert threshold: `abs(z) >= sqrt(2) z_alert`); a lone weaker alert is noise far more often than an anomaly, which lasts. Causal: the report appears when its second anomalous bucket (or a strong first one) arrives, with `first_detected_from` = the window's first bucket, so a replay gives the same ids |
 //!
 //! Per-window sums run from the first to the last anomalous bucket over present buckets; a
 //! present bucket without a store baseline (store warm-up) counts its actual as baseline.
+//! `alerted_at` is the bucket at which the window first qualified as a report (its second
+//! anomalous bucket, a run's last bucket, or a strong first bucket).
 //! Cost: `O(rows + skus * buckets)` for scoring (twice when the store has windows: the second
-//! pass gathers SKU evidence instead of keeping every cell's baseline in memory).
+//! pass gathers SKU evidence instead of keeping every cell's baseline in memory), and
+//! `O(skus * buckets)` memory for the cells' z values the sustained runs read after the
+//! single-bucket decisions.
 
 use super::GridError;
 use super::grid::{MAX_BUCKETS, SeasonPlan, SeasonSpec, bucket_of, infer_step};
