@@ -22,7 +22,7 @@ use super::{SeriesEvaluator, coerce_numeric, coerce_ts, positive_int_arg};
 
 #[user_doc(
     doc_section(label = "MRS Detection Functions"),
-    description = "Causal robust seasonal baseline of a regularly sampled series: the median of the same seasonal slot over the last 4 seasons (weekly, else daily, else a trailing level; at least 2), times a robust level correction from the recent past. Anomalous buckets enter the history clipped to the alert band. NULL for NULL/NaN values and during the 2-season warm-up.",
+    description = "Causal robust seasonal baseline of a regularly sampled series: the mean, winsorised at 2 sd around their median, of the same seasonal slot over the last 4 seasons (weekly, else daily, else a trailing level; at least 2), times a robust level correction from the recent past. Anomalous buckets enter the history clipped to the alert band. NULL for NULL/NaN values and during the 2-season warm-up.",
     syntax_example = "anomaly_baseline(ts, value [, season_buckets]) OVER (PARTITION BY series ORDER BY ts)",
     sql_example = r#"```sql
 > SELECT ts, units, anomaly_baseline(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts) FROM sales;

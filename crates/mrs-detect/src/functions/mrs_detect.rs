@@ -35,7 +35,7 @@ use crate::model::store::{DetectConfig, Report, detect_store};
 
 #[user_doc(
     doc_section(label = "MRS Detection Functions"),
-    description = "Store-level sales anomaly detector (Minority Reports). Scores every SKU cell series and the store-total series with a causal robust seasonal model (median of the same slot over the last 4 weeks, level correction, Anscombe-scale robust z floored at the Poisson scale), flags store buckets from the total or from strong cell evidence, and returns one struct per anomaly window: first_detected_from, last_anomalous_ts, window_end (NULL while open), as_of, direction, severity, peak_ts, anomalous_buckets, actual/baseline/excess/noise units, affected_skus, total_skus, sku_evidence, profile and dq_* features.",
+    description = "Store-level sales anomaly detector (Minority Reports). Scores every SKU cell series and the store-total series with a causal robust seasonal model (winsorised mean of the same slot over the last 4 weeks, level correction, negative-binomial dispersion, robust z floored at the Poisson scale and capped by the exact count tail), flags store buckets from the total, from strong cell evidence or from sustained runs over 2-8 buckets, and returns one struct per anomaly window: first_detected_from, last_anomalous_ts, alerted_at, window_end (NULL while open), as_of, direction, severity, peak_ts, anomalous_buckets, actual/baseline/excess/noise units, affected_skus, total_skus, sku_evidence, profile and dq_* features.",
     syntax_example = "mrs_detect(sku, ts, units)",
     sql_example = r#"```sql
 > SELECT store_id, unnest(mrs_detect(sku, ts, units)) AS report FROM sales GROUP BY store_id;
