@@ -24,7 +24,7 @@ use super::{SeriesEvaluator, positive_int_arg};
 
 #[user_doc(
     doc_section(label = "MRS Detection Functions"),
-    description = "Causal anomaly score in [0, 1] of a regularly sampled series: clamp(|z| / 10, 0, 1) where z = (a(value) - a(baseline)) / scale on the Anscombe scale a(y) = 2 sqrt(y + 3/8), the baseline is `anomaly_baseline` and the scale is 1.4826 x MAD of the trailing week's residuals, floored at 1. 0.5 is the alert threshold (|z| = 5). NULL for NULL/NaN values and during the 2-season warm-up.",
+    description = "Causal anomaly score in [0, 1] of a regularly sampled series: clamp(|z| / 10, 0, 1) where z is the residual of the value against `anomaly_baseline` on a negative-binomial variance-stabilising scale (dispersion fitted on the last four weeks), over a robust scale of the trailing week's residuals floored at the Poisson value, and never further from 0 than the exact count-tail z. 0.5 is the alert threshold (|z| = 5). NULL for NULL/NaN values and during the 2-season warm-up.",
     syntax_example = "anomaly_score(ts, value [, season_buckets]) OVER (PARTITION BY series ORDER BY ts)",
     sql_example = r#"```sql
 > SELECT ts, units, anomaly_score(ts, units) OVER (PARTITION BY store_id, sku ORDER BY ts) AS score FROM sales;
