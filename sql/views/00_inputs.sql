@@ -85,14 +85,11 @@ SELECT retailer_id, store_id, sku, ts, units, revenue, source_file,
     warning
 FROM ranked;
 
--- Sales rows the models use: one per (store_id, sku, ts), the value chosen by the rule above
--- (an aggregate rather than sales_checked's ranking, so the models never sort the sales).
+-- Sales rows the models use: one per (store_id, sku, ts), the value chosen by the rule above.
+-- Only contested cells are ranked (a window over those few rows); every other row passes
+-- straight through, so the models neither sort nor re-aggregate the sales (an ordered
+-- aggregate over every cell needed 16 GiB on the bench preset).
 CREATE OR REPLACE VIEW sales_clean AS
-SELECT
-    last_value(retailer_id ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS retailer_id,
-    store_id, sku, ts,
-    last_value(units ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS units,
-    last_value(revenue ORDER BY source_file, units, revenue NULLS FIRST, retailer_id NULLS FIRST) AS revenue
-FROM sales_screened
-WHERE reason IS NULL
-GROUP BY store_id, sku, ts;
+SELECT retailer_id, store_id, sku, ts, units, revenue
+FROM sales_checked
+WHERE reason IS NULL;
