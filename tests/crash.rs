@@ -185,7 +185,7 @@ fn killed_runs_end_like_uninterrupted_ones() {
             if as_of.is_none() {
                 // Feeds exist since the first arrival: an outside reader always finds each
                 // one as exactly one whole file, never emptied nor doubled by the kill.
-                for feed in state::FEEDS {
+                for feed in state::feeds() {
                     let files = std::fs::read_dir(crashed_dir.path().join("protection").join(feed))
                         .expect("feed folder")
                         .flatten()

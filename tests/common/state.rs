@@ -22,27 +22,27 @@ const RUN_COLUMNS: &[&str] = &[
     "detected_at",
 ];
 
-/// Hydrated views and logs compared (the runs log records runs, so it differs by nature).
-pub const TABLES: &[&str] = &[
-    "minority_reports",
-    "minority_events",
-    "review_queue",
-    "mmm_protection",
-    "bandit_masks",
-    "protected_sales",
-    "quarantine_log",
-    "minority_reports_detected_log",
-    "minority_event_ended_log",
-    "minority_reports_clustered_log",
-    "minority_reports_proposed_attribution_log",
-    "minority_reports_cohort_log",
-    "minority_decisions_log",
-    "minority_events_log",
-    "automation_rules_log",
-    "mrs_migrations_log",
-];
+/// Hydrated views compared beside the feeds and the logs.
+const VIEWS: &[&str] = &["minority_reports", "minority_events", "review_queue"];
+/// Logs no stage appends to but a run can write (the runs log records runs, so it differs by
+/// nature and is left out).
+const OTHER_LOGS: &[&str] = &["automation_rules_log", "mrs_migrations_log"];
 
-pub const FEEDS: &[&str] = &["mmm_protection", "bandit_masks", "protected_sales"];
+/// The protection feeds, as the runner writes them.
+pub fn feeds() -> impl Iterator<Item = &'static str> {
+    mrs_pipeline::runner::FEEDS.iter().map(|(name, _)| *name)
+}
+
+/// Hydrated views, feeds and logs compared: the runner's lists, so a new log is compared too.
+pub fn tables() -> Vec<&'static str> {
+    VIEWS
+        .iter()
+        .copied()
+        .chain(feeds())
+        .chain(mrs_pipeline::runner::LOGS.iter().copied())
+        .chain(OTHER_LOGS.iter().copied())
+        .collect()
+}
 
 fn rows(batches: &[RecordBatch]) -> Vec<String> {
     let options = FormatOptions::default().with_null("NULL");
@@ -70,7 +70,7 @@ pub async fn snapshot(lake: &Lake) -> BTreeMap<String, Vec<String>> {
         .await
         .expect("session");
     let mut out = BTreeMap::new();
-    for t in TABLES {
+    for t in tables() {
         let batches = ctx
             .sql(&format!("SELECT * FROM {t}"))
             .await
@@ -78,9 +78,9 @@ pub async fn snapshot(lake: &Lake) -> BTreeMap<String, Vec<String>> {
             .collect()
             .await
             .unwrap_or_else(|e| panic!("reading {t}: {e}"));
-        out.insert((*t).to_string(), rows(&batches));
+        out.insert(t.to_string(), rows(&batches));
     }
-    for feed in FEEDS {
+    for feed in feeds() {
         let name = format!("feed_file_{feed}");
         ctx.register_parquet(
             &name,
