@@ -118,7 +118,10 @@ fn deliver_and_expect(
         assert_eq!(quarantined(lake, reason), *n, "{reason}");
     }
     let second = runtime().block_on(run(lake, None));
-    assert_eq!(second.quarantined, 0, "a row is quarantined once");
+    assert_eq!(
+        second.quarantined, 0,
+        "a row is quarantined once: {second:?}"
+    );
     assert_eq!(second.rows_appended, 0);
 }
 

@@ -77,6 +77,28 @@ fn a_late_correction_appends_an_update_snapshot_and_keeps_the_old_one() {
     let summary = runtime().block_on(run(&lake, None));
     assert_eq!(summary.quarantined, 1, "{summary}");
     assert!(summary.reports_updated >= 1, "{summary}");
+    // The other stores resume from their checkpoints; the corrected one (its past changed) is
+    // detected from its whole history, and a full recompute finds nothing to change.
+    let stores = runtime().block_on(count(&lake, "SELECT count(DISTINCT store_id) FROM sales"));
+    assert_eq!(summary.stores_resumed, stores - 1, "{summary:?}");
+    let full = runtime()
+        .block_on(mrs_pipeline::run(
+            &lake,
+            &mrs_pipeline::RunOptions {
+                full: true,
+                ..mrs_pipeline::RunOptions::default()
+            },
+        ))
+        .expect("full run");
+    assert_eq!(
+        (
+            full.reports_new,
+            full.reports_updated,
+            full.reports_retracted
+        ),
+        (0, 0, 0),
+        "{full:?}"
+    );
     let superseded = runtime().block_on(count(
         &lake,
         &format!(

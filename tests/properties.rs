@@ -1041,6 +1041,7 @@ fn score_rows_is_total_bounded_and_order_independent() {
 
 #[test]
 fn detect_store_is_total_bounded_and_order_independent() {
+    use mrs_detect::model::store::detect_store_resumable;
     check(
         "kernel detect_store",
         128,
@@ -1067,7 +1068,54 @@ fn detect_store_is_total_bounded_and_order_independent() {
             let reports = match detect_store(&rows, &names, &cfg) {
                 Ok(r) => r,
                 Err(GridError::TooManyBuckets(_)) => return Ok(()),
+                Err(e) => return Err(TestCaseError::fail(format!("{e:?}"))),
             };
+            // Resumed from a checkpoint taken at any cut: the full run's later reports.
+            if let Some(&(_, last_ts, _)) = rows.iter().max_by_key(|r| r.1) {
+                let first_ts = rows.iter().map(|r| r.1).min().unwrap_or(last_ts);
+                let cut = first_ts + (seed % 1000) as i64 * (last_ts - first_ts + 1) / 1000;
+                let before: Vec<_> = rows.iter().copied().filter(|r| r.1 < cut).collect();
+                // The checkpoint freezes the store's grid: compare where the later rows keep it
+                // (the pipeline quarantines rows off the lake's grid).
+                let grid = |rs: &[(u32, i64, f64)]| {
+                    let mut u: Vec<i64> = rs.iter().map(|r| r.1).collect();
+                    u.sort_unstable();
+                    u.dedup();
+                    (u.first().copied(), mrs_detect::model::grid::infer_step(&u))
+                };
+                let same_grid = grid(&before) == grid(&rows)
+                    && grid(&rows)
+                        .1
+                        .is_some_and(|step| rows.iter().all(|r| (r.1 - first_ts) % step == 0));
+                if let (true, Ok((_, Some(cp)))) = (
+                    same_grid,
+                    detect_store_resumable(&before, &names, &cfg, None, true),
+                ) {
+                    let from = cp.ts_of(cp.first_bucket);
+                    let later: Vec<_> = rows.iter().copied().filter(|r| r.1 >= from).collect();
+                    let (resumed, _) =
+                        detect_store_resumable(&later, &names, &cfg, Some(&cp), true)
+                            .map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                    let resume_ts = cp.ts_of(cp.resume_bucket);
+                    let plain = |r: &mrs_detect::model::store::Report| {
+                        format!(
+                            "{:?}",
+                            mrs_detect::model::store::Report {
+                                as_of: 0,
+                                total_skus: 0,
+                                ..r.clone()
+                            }
+                        )
+                    };
+                    let want: Vec<String> = reports
+                        .iter()
+                        .filter(|r| r.first_detected_from >= resume_ts)
+                        .map(plain)
+                        .collect();
+                    let got: Vec<String> = resumed.iter().map(plain).collect();
+                    prop_assert_eq!(got, want, "resumed at {}", resume_ts);
+                }
+            }
             for r in &reports {
                 prop_assert!((0.0..=1.0).contains(&r.severity), "severity {}", r.severity);
                 prop_assert!(r.first_detected_from <= r.last_anomalous_ts);

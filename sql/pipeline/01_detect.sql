@@ -12,14 +12,54 @@ CREATE OR REPLACE TABLE stage_holiday_store_days AS
 SELECT DISTINCT st.store_id, h.day
 FROM holidays h JOIN stores st ON h.region IS NULL OR h.region = st.region;
 
+-- The detector's input: clean sales outside holidays.
+CREATE OR REPLACE VIEW detect_input AS
+SELECT s.store_id, s.sku, s.ts, s.units, s.source_file
+FROM sales_clean s
+LEFT JOIN stage_holiday_store_days hd
+  ON hd.store_id = s.store_id AND hd.day = CAST(s.ts AS DATE)
+WHERE hd.store_id IS NULL;
+
+CREATE OR REPLACE TABLE stage_detector AS SELECT 'mrs-detect 0.3' AS version;
+
+-- Incremental runs (README "Incremental runs"): the previous run left a checkpoint per store
+-- (state/detector), the detector's state at `resume_from`. It is used when it was taken by
+-- this detector version, the run is not `--full` nor replaying before what the checkpoint saw,
+-- and the store's input before `resume_from` is exactly what it was then: as many rows, and
+-- none from a file that arrived since (a late correction or a newly usable row sends the store
+-- back to a full recompute).
+CREATE OR REPLACE TABLE stage_checkpoint AS
+SELECT cp.store_id, cp.checkpoint, cp.read_from, cp.resume_from
+FROM detector_checkpoint cp
+CROSS JOIN run_context rc
+CROSS JOIN stage_detector d
+JOIN (SELECT b.store_id, sum(b.n) AS rows_before,
+             sum(CASE WHEN f.source_file IS NULL THEN 0 ELSE b.n END) AS seen_before
+      FROM (SELECT i.store_id, i.source_file, count(*) AS n
+            FROM detect_input i
+            JOIN detector_checkpoint c ON c.store_id = i.store_id AND i.ts < c.resume_from
+            GROUP BY i.store_id, i.source_file) b
+      LEFT JOIN detector_checkpoint_files f ON f.source_file = b.source_file
+      GROUP BY b.store_id) h ON h.store_id = cp.store_id
+WHERE cp.detector = d.version
+  AND NOT rc.full_recompute
+  AND (rc.hide_from IS NULL OR cp.covered_to <= rc.hide_from)
+  AND h.rows_before = cp.rows_before
+  AND h.seen_before = h.rows_before;
+
+-- Each store's detection: from its checkpoint with the rows it still needs, else from all rows.
+CREATE OR REPLACE TABLE stage_detect_out AS
+SELECT store_id, mrs_detect_resume(sku, ts, units, checkpoint) AS out
+FROM (SELECT i.store_id, i.sku, i.ts, i.units, CAST(NULL AS BYTEA) AS checkpoint
+      FROM detect_input i
+      LEFT JOIN stage_checkpoint c ON c.store_id = i.store_id
+      WHERE c.store_id IS NULL OR i.ts >= c.read_from
+      UNION ALL
+      SELECT store_id, NULL, NULL, NULL, checkpoint FROM stage_checkpoint)
+GROUP BY store_id;
+
 CREATE OR REPLACE TABLE stage_detect_raw AS
-SELECT store_id, unnest(reports) AS r
-FROM (SELECT s.store_id, mrs_detect(s.sku, s.ts, s.units) AS reports
-      FROM sales_clean s
-      LEFT JOIN stage_holiday_store_days hd
-        ON hd.store_id = s.store_id AND hd.day = CAST(s.ts AS DATE)
-      WHERE hd.store_id IS NULL
-      GROUP BY s.store_id);
+SELECT store_id, unnest(out['reports']) AS r FROM stage_detect_out;
 
 CREATE OR REPLACE TABLE stage_detected_base AS
 SELECT
@@ -59,7 +99,7 @@ FROM (SELECT report_id, e['sku'] AS sku, abs(e['excess']) AS abs_excess
       FROM (SELECT report_id, unnest(sku_evidence) AS e FROM stage_detected_base))
 GROUP BY report_id;
 
-CREATE OR REPLACE TABLE stage_detected AS
+CREATE OR REPLACE TABLE stage_detected_now AS
 SELECT b.*, t.top_skus,
        -- total_skus is left out of the hash: a SKU first sold after the window must not
        -- re-snapshot a finished report.
@@ -68,6 +108,25 @@ SELECT b.*, t.top_skus,
                         b.noise_units, b.affected_skus, b.sku_evidence) AS content_hash
 FROM stage_detected_base b LEFT JOIN stage_top_skus t ON t.report_id = b.report_id;
 
+-- Every current report: those detected now, and, for a store resumed from its checkpoint, the
+-- reports it decided before `recomputed_from` (as the log has them; a full recompute gives
+-- them unchanged).
+CREATE OR REPLACE TABLE stage_detected AS
+SELECT * FROM stage_detected_now
+UNION ALL
+SELECT l.report_id, l.store_id, l.retailer_id, l.region, l.status, l.window_start, l.window_end,
+       l.last_anomalous_ts, l.alerted_at, l.peak_ts, l.direction, l.severity,
+       l.anomalous_buckets, l.actual_units, l.baseline_units, l.excess_units, l.noise_units,
+       l.magnitude, l.affected_skus, l.total_skus, l.sku_evidence, l.profile, l.dq_ratio,
+       l.dq_integer_multiple_share, l.dq_zero_share, l.dq_catchup, l.dq_stuck_share,
+       l.dq_negative_count, l.top_skus, l.content_hash
+FROM latest_detected l
+JOIN (SELECT store_id, out['recomputed_from'] AS recomputed_from FROM stage_detect_out) o
+  ON o.store_id = l.store_id
+WHERE o.recomputed_from IS NOT NULL
+  AND l.window_start < o.recomputed_from
+  AND l.status <> 'retracted';
+
 -- Append a snapshot for every new or changed report.
 INSERT INTO minority_reports_detected_log
 SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_start, d.window_end,
@@ -75,15 +134,17 @@ SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_star
        d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
        d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
        d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
-       d.dq_negative_count, 'mrs-detect 0.3' AS detector_version, d.content_hash,
+       d.dq_negative_count, v.version AS detector_version, d.content_hash,
        rc.run_id, rc.written_at, d.alerted_at
 FROM stage_detected d
 CROSS JOIN run_context rc
+CROSS JOIN stage_detector v
 LEFT JOIN latest_detected l ON l.report_id = d.report_id
 WHERE l.report_id IS NULL OR l.content_hash <> d.content_hash;
 
 -- A report that the data no longer supports (a late correction moved or removed it) is
--- retracted by an appended snapshot, never by disappearing from the history.
+-- retracted by an appended snapshot, never by disappearing from the history. A resumed store
+-- recomputed only its reports from `recomputed_from` on; older ones stand.
 INSERT INTO minority_reports_detected_log
 SELECT l.report_id, l.store_id, l.retailer_id, l.region, 'retracted' AS status, l.window_start,
        l.window_end, l.last_anomalous_ts, l.peak_ts, l.direction, l.severity, l.anomalous_buckets,
@@ -95,6 +156,9 @@ SELECT l.report_id, l.store_id, l.retailer_id, l.region, 'retracted' AS status, 
        rc.run_id, rc.written_at, l.alerted_at
 FROM latest_detected l
 CROSS JOIN run_context rc
+LEFT JOIN (SELECT store_id, out['recomputed_from'] AS recomputed_from FROM stage_detect_out) o
+  ON o.store_id = l.store_id
 WHERE l.status <> 'retracted'
   AND l.window_start < rc.as_of
+  AND (o.recomputed_from IS NULL OR l.window_start >= o.recomputed_from)
   AND l.report_id NOT IN (SELECT report_id FROM stage_detected);

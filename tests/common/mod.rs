@@ -36,6 +36,7 @@ pub async fn run(lake: &Lake, as_of: Option<i64>) -> RunSummary {
         lake,
         &RunOptions {
             as_of_micros: as_of,
+            ..RunOptions::default()
         },
     )
     .await

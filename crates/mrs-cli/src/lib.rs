@@ -47,6 +47,9 @@ enum Command {
         /// Run as if at this instant (RFC 3339); later sales buckets are not seen.
         #[arg(long)]
         as_of: Option<String>,
+        /// Detect every store from its whole history, ignoring the detector checkpoints.
+        #[arg(long)]
+        full: bool,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
@@ -289,10 +292,15 @@ async fn dispatch(cli: Cli) -> Result<()> {
             shell(&Lake::open(&cli.lake)?, args).await
         }
         Some(Command::Sql(args)) => shell(&Lake::open(&cli.lake)?, args).await,
-        Some(Command::Run { as_of, format }) => {
+        Some(Command::Run {
+            as_of,
+            full,
+            format,
+        }) => {
             let lake = Lake::open(&cli.lake)?;
             let options = RunOptions {
                 as_of_micros: as_of.as_deref().map(parse_instant).transpose()?,
+                full,
             };
             let summary = mrs_pipeline::run(&lake, &options).await?;
             match format {

@@ -3,6 +3,7 @@
 //! | function | kind | file |
 //! |---|---|---|
 //! | `mrs_detect(sku, ts, units)` | aggregate (GroupsAccumulator) | [`functions::mrs_detect`] |
+//! | `mrs_detect_resume(sku, ts, units, checkpoint)` | aggregate (GroupsAccumulator) | [`functions::mrs_detect_resume`] |
 //! | `anomaly_windows(ts, score [, threshold [, end_after]])` | aggregate | [`functions::anomaly_windows`] |
 //! | `anomaly_baseline(ts, value [, season_buckets])` | window | [`functions::anomaly_baseline`] |
 //! | `anomaly_score(ts, value [, season_buckets])` | window | [`functions::anomaly_score`] |
@@ -26,6 +27,11 @@ static MRS_DETECT: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
         functions::mrs_detect::MrsDetect::new(),
     ))
 });
+static MRS_DETECT_RESUME: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
+    Arc::new(AggregateUDF::new_from_impl(
+        functions::mrs_detect_resume::MrsDetectResume::new(),
+    ))
+});
 static ANOMALY_WINDOWS: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
     Arc::new(AggregateUDF::new_from_impl(
         functions::anomaly_windows::AnomalyWindows::new(),
@@ -47,6 +53,11 @@ pub fn mrs_detect_udaf() -> Arc<AggregateUDF> {
     Arc::clone(&MRS_DETECT)
 }
 
+/// The `mrs_detect_resume` aggregate (incremental detection).
+pub fn mrs_detect_resume_udaf() -> Arc<AggregateUDF> {
+    Arc::clone(&MRS_DETECT_RESUME)
+}
+
 /// The `anomaly_windows` aggregate.
 pub fn anomaly_windows_udaf() -> Arc<AggregateUDF> {
     Arc::clone(&ANOMALY_WINDOWS)
@@ -64,7 +75,11 @@ pub fn anomaly_score_udwf() -> Arc<WindowUDF> {
 
 /// Every aggregate function of this crate.
 pub fn all_aggregate_functions() -> Vec<Arc<AggregateUDF>> {
-    vec![mrs_detect_udaf(), anomaly_windows_udaf()]
+    vec![
+        mrs_detect_udaf(),
+        mrs_detect_resume_udaf(),
+        anomaly_windows_udaf(),
+    ]
 }
 
 /// Every window function of this crate.

@@ -33,6 +33,8 @@ use crate::session::{new_context, session_config};
 pub struct RunOptions {
     /// Run as if at this instant: sales buckets at or after it are not seen.
     pub as_of_micros: Option<i64>,
+    /// Ignore the detector checkpoints: every store is detected from its whole history.
+    pub full: bool,
 }
 
 /// What a run did, for the summary line and `mrs run --format json`.
@@ -51,6 +53,10 @@ pub struct RunSummary {
     pub waiting_for_review: i64,
     pub quarantined: i64,
     pub rows_appended: i64,
+    /// Stores detected from their checkpoint (the others from their whole history).
+    pub stores_resumed: i64,
+    /// Sales rows the detector read (a resumed store reads only its look-back).
+    pub detection_rows: i64,
     /// Wall time of each phase, in run order (`setup`: inputs, migrations and views; one entry
     /// per stage script; `summary`; `feeds`). For benchmarks: never compare it in tests.
     pub stage_seconds: Vec<(String, f64)>,
@@ -150,7 +156,12 @@ async fn total_log_rows(ctx: &SessionContext) -> Result<i64> {
     Ok(total)
 }
 
-fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTable> {
+fn run_context_table(
+    run_id: &str,
+    as_of: i64,
+    written_at: i64,
+    options: &RunOptions,
+) -> Result<MemTable> {
     let ts = DataType::Timestamp(
         datafusion::arrow::datatypes::TimeUnit::Microsecond,
         Some("UTC".into()),
@@ -158,8 +169,11 @@ fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTab
     let schema = Arc::new(Schema::new(vec![
         Field::new("run_id", DataType::Utf8, false),
         Field::new("as_of", ts.clone(), false),
-        Field::new("written_at", ts, false),
+        Field::new("written_at", ts.clone(), false),
         Field::new("weekend", DataType::Boolean, false),
+        // `--as-of`: sales buckets from this instant on are hidden (NULL: none).
+        Field::new("hide_from", ts, true),
+        Field::new("full_recompute", DataType::Boolean, false),
     ]));
     let weekday = chrono::DateTime::from_timestamp_micros(as_of)
         .map(|d| chrono::Datelike::weekday(&d.date_naive()))
@@ -170,6 +184,8 @@ fn run_context_table(run_id: &str, as_of: i64, written_at: i64) -> Result<MemTab
         Arc::new(TimestampMicrosecondArray::from(vec![as_of]).with_timezone("UTC")),
         Arc::new(TimestampMicrosecondArray::from(vec![written_at]).with_timezone("UTC")),
         Arc::new(BooleanArray::from(vec![weekend])),
+        Arc::new(TimestampMicrosecondArray::from(vec![options.as_of_micros]).with_timezone("UTC")),
+        Arc::new(BooleanArray::from(vec![options.full])),
     ];
     let batch = RecordBatch::try_new(Arc::clone(&schema), columns)?;
     MemTable::try_new(schema, vec![vec![batch]])
@@ -240,8 +256,14 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     );
     ctx.register_table(
         "run_context",
-        Arc::new(run_context_table(&run_id, as_of_value, written_at)?),
+        Arc::new(run_context_table(
+            &run_id,
+            as_of_value,
+            written_at,
+            options,
+        )?),
     )?;
+    register_checkpoint(&ctx, lake).await?;
 
     let before = total_log_rows(&ctx).await?;
     lap("setup");
@@ -289,6 +311,9 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
         waiting_for_review: q("SELECT count(*) FROM minority_events WHERE status = 'waiting for review'".into()).await?,
         quarantined: q(format!("SELECT count(*) FROM quarantine_log WHERE {this}")).await?,
         rows_appended: appended,
+        stores_resumed: q("SELECT count(*) FROM stage_checkpoint".into()).await?,
+        detection_rows: q("SELECT coalesce(sum(out['rows_read']), 0) FROM stage_detect_out".into())
+            .await?,
         stage_seconds: Vec::new(),
     };
 
@@ -319,8 +344,91 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     log::info!("stage feeds");
     write_feeds(&ctx, lake).await?;
     lap("feeds");
+    lease.check()?;
+    write_checkpoint(&ctx, lake).await?;
+    lap("checkpoint");
     summary.stage_seconds = stage_seconds;
     Ok(summary)
+}
+
+/// Where the detector checkpoints live: one file per table, replaced each run.
+const CHECKPOINT: &str = "state/detector/checkpoint.parquet";
+const CHECKPOINT_FILES: &str = "state/detector_files/files.parquet";
+
+fn checkpoint_schema() -> Arc<Schema> {
+    let ts = DataType::Timestamp(
+        datafusion::arrow::datatypes::TimeUnit::Microsecond,
+        Some("UTC".into()),
+    );
+    Arc::new(Schema::new(vec![
+        Field::new("store_id", DataType::Utf8, false),
+        Field::new("detector", DataType::Utf8, false),
+        Field::new("checkpoint", DataType::LargeBinary, false),
+        Field::new("read_from", ts.clone(), false),
+        Field::new("resume_from", ts.clone(), false),
+        Field::new("covered_to", ts, false),
+        Field::new("rows_before", DataType::Int64, false),
+    ]))
+}
+
+/// Registers `detector_checkpoint` and `detector_checkpoint_files` (empty before the first run).
+async fn register_checkpoint(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let files_schema = Arc::new(Schema::new(vec![Field::new(
+        "source_file",
+        DataType::Utf8,
+        false,
+    )]));
+    for (table, path, schema) in [
+        ("detector_checkpoint", CHECKPOINT, checkpoint_schema()),
+        ("detector_checkpoint_files", CHECKPOINT_FILES, files_schema),
+    ] {
+        let folder = path.rsplit_once('/').map_or(path, |(d, _)| d);
+        if lake.list_parquet(folder).await?.is_empty() {
+            ctx.register_table(table, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        } else {
+            ctx.register_parquet(
+                table,
+                lake.folder_url(folder),
+                datafusion::prelude::ParquetReadOptions::default().schema(&schema),
+            )
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces the detector checkpoints with this run's, after its logs and feeds are written (a
+/// checkpoint must never be ahead of the logs: a resumed run only recomputes reports from its
+/// resume point on). The checkpoint goes first, then the list of sales files it has seen: a
+/// run killed between the two leaves an older list, which can only make the next run treat
+/// more rows as late and recompute more.
+pub async fn write_checkpoint(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let store = lake.store();
+    let checkpoint_query = "SELECT o.store_id, v.version AS detector, o.out['checkpoint'] AS checkpoint, \
+         o.out['read_from'] AS read_from, o.out['resume_from'] AS resume_from, \
+         o.out['covered_to'] AS covered_to, o.out['rows_before'] AS rows_before \
+         FROM stage_detect_out o CROSS JOIN stage_detector v \
+         WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id";
+    let files_query = "SELECT DISTINCT source_file FROM sales_screened ORDER BY source_file";
+    for (name, path, query) in [
+        ("checkpoint", CHECKPOINT, checkpoint_query),
+        ("files", CHECKPOINT_FILES, files_query),
+    ] {
+        let staged = format!("state/_staging/detector_{name}.parquet");
+        run_statement(
+            ctx,
+            &format!(
+                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
+                lake.url()
+            ),
+        )
+        .await?;
+        store
+            .rename(&lake.path(&staged), &lake.path(path))
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    }
+    Ok(())
 }
 
 /// Rewrites the protection feeds from the hydrated views. Feeds are derived output, not logs:

@@ -3,6 +3,7 @@
 //! | function | kind | inputs | returns |
 //! |---|---|---|---|
 //! | `mrs_detect(sku, ts, units)` | UDAF (GroupsAccumulator), `GROUP BY store_id` | sku Utf8/LargeUtf8/Utf8View, ts any Timestamp (naive = UTC), units numeric (as Float64) | `List<Struct>` of reports, fields as in docs/ARCHITECTURE.md |
+//! | `mrs_detect_resume(sku, ts, units, checkpoint)` | UDAF (GroupsAccumulator), `GROUP BY store_id` | as `mrs_detect`, plus one row per store carrying its checkpoint (Binary) | `Struct{reports, checkpoint, read_from, resume_from, covered_to, recomputed_from}`: incremental detection, see [`crate::model::checkpoint`] |
 //! | `anomaly_baseline(ts, value [, season_buckets])` | UDWF, `OVER (PARTITION BY .. ORDER BY ts)` | ts any Timestamp, value numeric, season a positive integer literal | Float64 expected value |
 //! | `anomaly_score(ts, value [, season_buckets])` | UDWF, same | same | Float64 score in [0, 1], 0.5 = alert |
 //! | `anomaly_windows(ts, score [, threshold [, end_after]])` | UDAF | ts any Timestamp, score numeric, threshold Float64 literal (0.5), end_after integer literal (3) | `List<Struct{start, end, peak_score, peak_ts, buckets}>` |
@@ -47,6 +48,7 @@ pub mod anomaly_score;
 pub mod anomaly_windows;
 pub mod detect_anomalies;
 pub mod mrs_detect;
+pub mod mrs_detect_resume;
 
 /// `Timestamp(Microsecond, "UTC")`, the type of every timestamp MRS writes.
 pub fn utc_ts() -> DataType {
@@ -203,6 +205,12 @@ impl datafusion::logical_expr::PartitionEvaluator for SeriesEvaluator {
                     "{}: the partition spans {n} buckets (more than {}); check its timestamps",
                     self.name,
                     crate::model::grid::MAX_BUCKETS
+                );
+            }
+            Err(crate::model::GridError::BadCheckpoint(m)) => {
+                return datafusion::common::internal_err!(
+                    "{}: unexpected checkpoint: {m}",
+                    self.name
                 );
             }
         };

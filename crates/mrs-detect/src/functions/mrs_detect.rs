@@ -22,7 +22,7 @@ use datafusion::arrow::array::{
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast, filter};
 use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
-use datafusion::common::{Result, ScalarValue, exec_err, internal_err, plan_err};
+use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
     Accumulator, AggregateUDFImpl, Documentation, EmitTo, GroupsAccumulator, Signature,
@@ -31,7 +31,8 @@ use datafusion_macros::user_doc;
 
 use super::{coerce_ts, micros, struct_list, struct_list_type, utc_ts, utc_ts_array};
 use crate::model::GridError;
-use crate::model::store::{DetectConfig, Report, detect_store};
+use crate::model::checkpoint::StoreCheckpoint;
+use crate::model::store::{DetectConfig, Report, detect_store_resumable};
 
 #[user_doc(
     doc_section(label = "MRS Detection Functions"),
@@ -242,13 +243,13 @@ fn unpack(r: u64) -> (usize, usize) {
 #[derive(Debug, Default)]
 pub struct DetectGroups {
     chunks: Vec<Chunk>,
-    groups: Vec<Vec<u64>>,
+    pub(super) groups: Vec<Vec<u64>>,
     cfg: DetectConfig,
 }
 
 /// Normalises the three argument arrays into a chunk.
 fn to_chunk(values: &[ArrayRef]) -> Result<Chunk> {
-    let [sku, ts, units] = values else {
+    let [sku, ts, units, ..] = values else {
         return internal_err!("mrs_detect: expected 3 arguments, got {}", values.len());
     };
     let sku = cast(sku, &DataType::Utf8View)?.as_string_view().clone();
@@ -279,11 +280,34 @@ impl DetectGroups {
 
     /// Reports of the given groups as a list array (one list per group).
     fn evaluate_groups(&self, groups: &[Vec<u64>]) -> Result<ArrayRef> {
-        let mut per_group = Vec::with_capacity(groups.len());
+        let per_group = self
+            .detect_groups(groups, &vec![None; groups.len()], false)?
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect::<Vec<_>>();
+        reports_to_array(&per_group)
+    }
+
+    /// Runs the detector over each group, resumed from its checkpoint when given, returning
+    /// its reports and (with `checkpoint`) its new checkpoint.
+    pub(super) fn detect_groups(
+        &self,
+        groups: &[Vec<u64>],
+        checkpoints: &[Option<Vec<u8>>],
+        checkpoint: bool,
+    ) -> Result<Vec<(Vec<Report>, Option<StoreCheckpoint>)>> {
+        let mut out = Vec::with_capacity(groups.len());
         let mut rows: Vec<(&str, i64, f64)> = Vec::new();
         let mut ids: Vec<(u32, i64, f64)> = Vec::new();
-        let mut names: Vec<&str> = Vec::new();
-        for refs in groups {
+        for (refs, bytes) in groups.iter().zip(checkpoints) {
+            let resume = match bytes {
+                Some(b) => Some(StoreCheckpoint::decode(b).map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "mrs_detect_resume: a store's checkpoint is unusable ({e}); run without it (mrs run --full)"
+                    ))
+                })?),
+                None => None,
+            };
             rows.clear();
             rows.extend(refs.iter().map(|&r| {
                 let (c, i) = unpack(r);
@@ -296,29 +320,41 @@ impl DetectGroups {
             if !sorted {
                 rows.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
             }
-            ids.clear();
-            names.clear();
-            for &(sku, ts, u) in &rows {
-                if names.last() != Some(&sku) {
-                    names.push(sku);
-                }
-                ids.push(((names.len() - 1) as u32, ts, u));
+            // SKU names: the rows' and the checkpoint's, sorted (ids index them).
+            let mut names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            if let Some(cp) = &resume {
+                names.extend(cp.skus.iter().map(|s| s.sku.as_str()));
             }
-            match detect_store(&ids, &names, &self.cfg) {
-                Ok(r) => per_group.push(r),
+            names.sort_unstable();
+            names.dedup();
+            ids.clear();
+            let mut id = 0usize;
+            for &(sku, ts, u) in &rows {
+                while names[id] != sku {
+                    id += 1;
+                }
+                ids.push((id as u32, ts, u));
+            }
+            match detect_store_resumable(&ids, &names, &self.cfg, resume.as_ref(), checkpoint) {
+                Ok(r) => out.push(r),
                 Err(GridError::TooManyBuckets(n)) => {
                     return exec_err!(
                         "mrs_detect: a store's rows span {n} buckets (more than {}); check its timestamps",
                         crate::model::grid::MAX_BUCKETS
                     );
                 }
+                Err(GridError::BadCheckpoint(m)) => {
+                    return exec_err!(
+                        "mrs_detect_resume: a store's checkpoint cannot resume this detection: {m}; run without it (mrs run --full)"
+                    );
+                }
             }
         }
-        reports_to_array(&per_group)
+        Ok(out)
     }
 
     /// The partial state of the given groups.
-    fn state_groups(&self, groups: &[Vec<u64>]) -> Result<Vec<ArrayRef>> {
+    pub(super) fn state_groups(&self, groups: &[Vec<u64>]) -> Result<Vec<ArrayRef>> {
         let total: usize = groups.iter().map(Vec::len).sum();
         let mut sku = StringViewBuilder::with_capacity(total);
         let mut ts = Vec::with_capacity(total);
@@ -345,7 +381,7 @@ impl DetectGroups {
     }
 
     /// Frees the retained batches once no group refers to them.
-    fn release(&mut self) {
+    pub(super) fn release(&mut self) {
         if self.groups.iter().all(Vec::is_empty) {
             self.chunks.clear();
         }
@@ -398,7 +434,7 @@ impl GroupsAccumulator for DetectGroups {
         total_num_groups: usize,
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Vec::new);
-        let [sku, ts, units] = values else {
+        let [sku, ts, units, ..] = values else {
             return internal_err!("mrs_detect: expected 3 state columns, got {}", values.len());
         };
         let (sku, ts, units) = (
@@ -521,7 +557,7 @@ impl Accumulator for DetectAccumulator {
 }
 
 /// Builds the `List<Struct>` output, one list per group.
-fn reports_to_array(per_group: &[Vec<Report>]) -> Result<ArrayRef> {
+pub(super) fn reports_to_array(per_group: &[Vec<Report>]) -> Result<ArrayRef> {
     let all: Vec<&Report> = per_group.iter().flatten().collect();
     let mut offsets = Vec::with_capacity(per_group.len() + 1);
     offsets.push(0i32);

@@ -2,6 +2,7 @@
 //! windows, and the store-level detector behind `mrs_detect`. The SQL functions in
 //! [`crate::functions`] only convert Arrow data to and from these modules.
 
+pub mod checkpoint;
 pub mod counts;
 pub mod grid;
 pub mod robust;
@@ -38,6 +39,8 @@ pub struct RowScores {
 pub enum GridError {
     /// The series spans more than [`MAX_BUCKETS`] buckets.
     TooManyBuckets(i64),
+    /// A checkpoint that cannot resume this detection (other settings, damaged).
+    BadCheckpoint(String),
 }
 
 /// Scores rows `(ts micros, value)` of one series in any order: rows sharing a bucket are

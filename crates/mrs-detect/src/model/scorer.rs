@@ -202,6 +202,10 @@ pub struct Scorer {
     tmp: Vec<f64>,
     tmp_b: Vec<f64>,
     tmp_fit: Vec<f64>,
+    /// Bucket and carried scalars kept by `snapshot_at`.
+    snapshot: Option<(usize, Carry)>,
+    /// First value of the last scored series (signed: before the grid when resumed).
+    first: i64,
 }
 
 impl Scorer {
@@ -219,7 +223,16 @@ impl Scorer {
             tmp: Vec::new(),
             tmp_b: Vec::new(),
             tmp_fit: Vec::new(),
+            snapshot: None,
+            first: 0,
         }
+    }
+
+    /// Buckets before a bucket that any rule reads when scoring it: the seasonal lags and the
+    /// dispersion window (four weeks for hourly data).
+    pub fn horizon(&self) -> usize {
+        let longest = self.plan.seasons.iter().copied().max().unwrap_or(1);
+        (K_SEASONS * longest).max(DISPERSION_WINDOWS * self.plan.scale_window.max(1))
     }
 
     /// The alert threshold on `abs(z)`.
@@ -228,15 +241,41 @@ impl Scorer {
     }
 
     /// Scores `y` (`NaN` = missing; infinities must be filtered by the caller) into `out`.
+    pub fn score(&mut self, y: &[f64], out: &mut Scores) {
+        self.score_resumed(y, out, None, None);
+    }
+
+    /// [`Self::score`], resumed and/or checkpointed.
+    ///
+    /// * `resume`: the state taken at the bucket `state.len()` of this grid (its arrays cover
+    ///   `y[..state.len()]`); those buckets are not scored again and stay `NaN` in `out`, and
+    ///   every later bucket gets exactly what a run over the whole history gave it.
+    /// * `snapshot_at`: keep the state at that bucket, for [`Self::take_state`].
     #[expect(
         clippy::needless_range_loop,
         reason = "several parallel per-bucket arrays are indexed by t"
     )]
-    pub fn score(&mut self, y: &[f64], out: &mut Scores) {
+    pub fn score_resumed(
+        &mut self,
+        y: &[f64],
+        out: &mut Scores,
+        resume: Option<&ScorerState>,
+        snapshot_at: Option<usize>,
+    ) {
         let n = y.len();
         out.reset(n);
-        let Some(first) = y.iter().position(|v| !v.is_nan()) else {
-            return;
+        self.snapshot = None;
+        let resume_at = resume.map_or(0, ScorerState::len).min(n);
+        // `first` may lie before this grid's first bucket when resumed (signed).
+        let first: i64 = match resume {
+            Some(st) => st.first,
+            None => match y.iter().position(|v| !v.is_nan()) {
+                Some(f) => f as i64,
+                None => {
+                    self.first = i64::MAX;
+                    return;
+                }
+            },
         };
         for v in [
             &mut self.clean,
@@ -252,19 +291,51 @@ impl Scorer {
         let z_alert = self.z_alert;
         let per_day = self.plan.per_day.max(1);
         let window = self.plan.scale_window.max(1);
-        let (mut scale, mut kappa) = (1.0, 0.0);
-        let mut next_scale_at = 0usize;
-        let mut level = 1.0;
-        let mut level_season = 0usize;
-        let mut season_since = 0usize;
-        let mut next_level_at = 0usize;
+        let mut c = Carry::default();
+        if let Some(st) = resume {
+            for (dst, src) in [
+                (&mut self.clean, &st.clean),
+                (&mut self.ratio, &st.ratio),
+                (&mut self.resid, &st.resid),
+                (&mut self.resid_b, &st.resid_b),
+                (&mut self.resid_ref, &st.resid_ref),
+                (&mut self.resid_div, &st.resid_div),
+            ] {
+                dst[..resume_at].copy_from_slice(&src[..resume_at]);
+            }
+            c = st.carry;
+        }
+        let Carry {
+            mut scale,
+            mut kappa,
+            mut next_scale_at,
+            mut level,
+            mut level_season,
+            mut season_since,
+            mut next_level_at,
+        } = c;
+        let first_index = usize::try_from(first.max(0)).unwrap_or(0);
         let mut lags = [0.0f64; K_SEASONS];
-        for t in first..n {
+        for t in first_index.max(resume_at)..n {
+            if snapshot_at == Some(t) {
+                self.snapshot = Some((
+                    t,
+                    Carry {
+                        scale,
+                        kappa,
+                        next_scale_at,
+                        level,
+                        level_season,
+                        season_since,
+                        next_level_at,
+                    },
+                ));
+            }
             let yt = y[t];
             if yt.is_nan() {
                 continue;
             }
-            let h = t - first;
+            let h = usize::try_from(t as i64 - first).unwrap_or(0);
             // Seasonal median of the cleaned history, longest usable season first.
             let mut m = f64::NAN;
             let mut season = 0usize;
@@ -321,7 +392,7 @@ impl Scorer {
                     season_since = t;
                 }
                 self.tmp.clear();
-                let from = t.saturating_sub(l).max(first).max(season_since);
+                let from = t.saturating_sub(l).max(first_index).max(season_since);
                 self.tmp
                     .extend(self.ratio[from..t].iter().copied().filter(|v| !v.is_nan()));
                 level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
@@ -336,8 +407,10 @@ impl Scorer {
             if t >= next_scale_at {
                 self.tmp.clear();
                 self.tmp_b.clear();
-                let from = t.saturating_sub(window).max(first);
-                let from_dispersion = t.saturating_sub(DISPERSION_WINDOWS * window).max(first);
+                let from = t.saturating_sub(window).max(first_index);
+                let from_dispersion = t
+                    .saturating_sub(DISPERSION_WINDOWS * window)
+                    .max(first_index);
                 for j in from_dispersion..t {
                     let r = self.resid[j];
                     if !r.is_nan() {
@@ -392,6 +465,106 @@ impl Scorer {
             self.resid_ref[t] = b;
             self.resid_div[t] = 1.0;
         }
+        if let Some(q) = snapshot_at
+            && self.snapshot.is_none()
+        {
+            self.snapshot = Some((
+                q,
+                Carry {
+                    scale,
+                    kappa,
+                    next_scale_at,
+                    level,
+                    level_season,
+                    season_since,
+                    next_level_at,
+                },
+            ));
+        }
+        self.first = first;
+    }
+
+    /// The state at the `snapshot_at` bucket `q` of the last [`Self::score_resumed`] call,
+    /// covering its last `horizon` buckets (fewer when the grid starts later); `None` when the
+    /// series had no value before `q`. Buckets are counted from the state's first bucket.
+    pub fn take_state(&mut self, horizon: usize) -> Option<ScorerState> {
+        let (q, carry) = self.snapshot.take()?;
+        let q = q.min(self.clean.len());
+        let from = q.saturating_sub(horizon);
+        if self.first >= q as i64 {
+            return None;
+        }
+        let rel = |v: usize| v.saturating_sub(from);
+        Some(ScorerState {
+            first: self.first - from as i64,
+            carry: Carry {
+                next_scale_at: rel(carry.next_scale_at),
+                season_since: rel(carry.season_since),
+                next_level_at: rel(carry.next_level_at),
+                ..carry
+            },
+            clean: self.clean[from..q].to_vec(),
+            ratio: self.ratio[from..q].to_vec(),
+            resid: self.resid[from..q].to_vec(),
+            resid_b: self.resid_b[from..q].to_vec(),
+            resid_ref: self.resid_ref[from..q].to_vec(),
+            resid_div: self.resid_div[from..q].to_vec(),
+        })
+    }
+}
+
+/// The scalars the scorer carries from bucket to bucket (bucket indices relative to the
+/// grid, or to a [`ScorerState`]'s first bucket).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Carry {
+    pub scale: f64,
+    pub kappa: f64,
+    pub next_scale_at: usize,
+    pub level: f64,
+    pub level_season: usize,
+    pub season_since: usize,
+    pub next_level_at: usize,
+}
+
+impl Default for Carry {
+    fn default() -> Self {
+        Self {
+            scale: 1.0,
+            kappa: 0.0,
+            next_scale_at: 0,
+            level: 1.0,
+            level_season: 0,
+            season_since: 0,
+            next_level_at: 0,
+        }
+    }
+}
+
+/// Everything the scorer needs to continue a series at a bucket `q` exactly as if it had
+/// scored the whole history: its carried scalars and its per-bucket arrays over the last
+/// buckets before `q` (as far back as any rule reads: four weeks for hourly data).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScorerState {
+    /// The series' first value, relative to the state's first bucket (negative when older).
+    pub first: i64,
+    pub carry: Carry,
+    pub clean: Vec<f64>,
+    pub ratio: Vec<f64>,
+    pub resid: Vec<f64>,
+    pub resid_b: Vec<f64>,
+    pub resid_ref: Vec<f64>,
+    pub resid_div: Vec<f64>,
+}
+
+impl ScorerState {
+    /// Buckets covered (the state is taken at this bucket of its own grid).
+    pub fn len(&self) -> usize {
+        self.clean.len()
+    }
+
+    /// Whether the state covers no bucket.
+    pub fn is_empty(&self) -> bool {
+        self.clean.is_empty()
     }
 }
 
@@ -399,6 +572,61 @@ impl Scorer {
 pub(crate) mod tests {
     use super::*;
     use crate::model::grid::{SeasonPlan, SeasonSpec};
+
+    /// Scoring resumed from a state taken at `q` gives every later bucket bit for bit what
+    /// the whole series gave it, with gaps, a level shift, a spike and warm-up states.
+    #[test]
+    fn resumed_scoring_equals_the_full_run() {
+        let mut rng = Rng::new(7);
+        let n = 24 * 7 * 7;
+        let y: Vec<f64> = (0..n)
+            .map(|t| {
+                if (300..310).contains(&t) || t % 97 == 0 {
+                    return f64::NAN;
+                }
+                let shift = if t > 24 * 7 * 5 { 2.0 } else { 1.0 };
+                let v = rng.poisson(hourly_mean(t, 4.0) * shift);
+                if t == 24 * 7 * 4 + 3 { v + 60.0 } else { v }
+            })
+            .collect();
+        let mut sc = hourly_scorer();
+        let horizon = sc.horizon();
+        let mut full = Scores::default();
+        sc.score(&y, &mut full);
+        for q in [
+            2,
+            200,
+            500,
+            24 * 7 * 3 + 5,
+            24 * 7 * 4 + 4,
+            24 * 7 * 5 + 1,
+            n - 1,
+            n,
+        ] {
+            let mut cut = Scores::default();
+            sc.score_resumed(&y, &mut cut, None, Some(q));
+            let state = sc.take_state(horizon).expect("a state");
+            let from = q.saturating_sub(horizon);
+            assert_eq!(state.len(), q - from);
+            let mut resumed = Scores::default();
+            sc.score_resumed(&y[from..], &mut resumed, Some(&state), None);
+            for t in q..n {
+                let (a, b) = (full.z[t], resumed.z[t - from]);
+                assert!(a.to_bits() == b.to_bits(), "q {q} t {t}: {a} vs {b}");
+                assert_eq!(
+                    full.baseline[t].to_bits(),
+                    resumed.baseline[t - from].to_bits()
+                );
+                assert_eq!(full.scale[t].to_bits(), resumed.scale[t - from].to_bits());
+                assert_eq!(full.season[t], resumed.season[t - from]);
+            }
+            assert!(resumed.z[..q - from].iter().all(|v| v.is_nan()));
+        }
+        // nothing before q: no state
+        let mut out = Scores::default();
+        sc.score_resumed(&[f64::NAN, f64::NAN, 1.0], &mut out, None, Some(1));
+        assert!(sc.take_state(horizon).is_none());
+    }
 
     /// Deterministic xorshift generator (tests only).
     pub(crate) struct Rng(u64);

@@ -24,11 +24,14 @@
 //! single-bucket decisions.
 
 use super::GridError;
+use super::checkpoint::{SeriesCheckpoint, SkuCheckpoint, StoreCheckpoint};
 use super::grid::{MAX_BUCKETS, SeasonPlan, SeasonSpec, bucket_of, infer_step};
 use super::robust::median_in_place;
 use super::scorer::{Scorer, Scores, score_of};
-use super::sustained::{Run, Sustained, extend_full_season_z, sustained_threshold};
-use super::windows::{Point, build_windows};
+use super::sustained::{
+    Run, SPANS, Sustained, extend_full_season_z, next_fit_at, run_horizon, sustained_threshold,
+};
+use super::windows::{Point, build_windows_from};
 
 /// Cells agreeing in direction that make a store bucket anomalous.
 pub const MIN_SAME_DIRECTION_CELLS: u32 = 3;
@@ -127,33 +130,112 @@ struct CellAgg {
 
 /// Detects one store. `rows` are `(sku id, ts micros, units)` with [`super::usable`] units, grouped by
 /// sku id (ids index `sku_names`); ts order within a SKU does not matter.
-#[expect(
-    clippy::needless_range_loop,
-    reason = "several parallel per-bucket arrays are indexed by bucket"
-)]
 pub fn detect_store(
     rows: &[(u32, i64, f64)],
     sku_names: &[&str],
     cfg: &DetectConfig,
 ) -> Result<Vec<Report>, GridError> {
-    let mut uniq: Vec<i64> = rows.iter().map(|r| r.1).collect();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let (Some(&origin), Some(step)) = (uniq.first(), infer_step(&uniq)) else {
-        return Ok(Vec::new());
-    };
-    let last = bucket_of(*uniq.last().unwrap_or(&origin), origin, step);
-    if last >= MAX_BUCKETS {
-        return Err(GridError::TooManyBuckets(last.saturating_add(1)));
+    Ok(detect_store_resumable(rows, sku_names, cfg, None, false)?.0)
+}
+
+/// Buckets before the resume point a checkpoint covers for a grid step: the scorer's
+/// look-back, the sustained runs' and the catch-up's (see [`super::checkpoint`]).
+pub fn horizon(step: i64) -> usize {
+    let plan = SeasonPlan::new(SeasonSpec::Auto { step_us: step });
+    let scorer = Scorer::new(plan.clone(), super::scorer::DEFAULT_Z_ALERT).horizon();
+    scorer
+        .max(run_horizon(plan.scale_window))
+        .max(MAX_PROFILE + 1)
+}
+
+/// Last value of a cell that was not an alert, carried bucket by bucket (data-quality
+/// features: an exact multiple of it marks a unit slip).
+#[inline]
+fn carry_last_normal(last_normal: &mut f64, y: f64, z: f64, z_alert: f64) {
+    if y.is_nan() || y == 0.0 {
+        return;
     }
-    let len = usize::try_from(last + 1).unwrap_or(0);
-    let ts_of = |b: usize| origin + step * b as i64;
-    let bucket = |ts: i64| usize::try_from(bucket_of(ts, origin, step)).unwrap_or(0);
+    if z.is_nan() || z.abs() < z_alert {
+        *last_normal = y;
+    }
+}
+
+/// [`detect_store`], resumed from a checkpoint and/or returning one.
+///
+/// With `resume`, `rows` need only reach back to the checkpoint's first covered bucket (older
+/// rows are ignored), `sku_names` must include the checkpoint's SKUs, and only windows from
+/// its resume bucket on are returned: exactly those a run over the whole history returns
+/// there. With `checkpoint`, the state at a new resume bucket is returned too.
+#[expect(
+    clippy::needless_range_loop,
+    reason = "several parallel per-bucket arrays are indexed by bucket"
+)]
+pub fn detect_store_resumable(
+    rows: &[(u32, i64, f64)],
+    sku_names: &[&str],
+    cfg: &DetectConfig,
+    resume: Option<&StoreCheckpoint>,
+    checkpoint: bool,
+) -> Result<(Vec<Report>, Option<StoreCheckpoint>), GridError> {
+    // Rows must come grouped by increasing SKU id (every caller sorts them so); sort a copy
+    // rather than skip a SKU whose rows came out of order.
+    let sorted_rows: Vec<(u32, i64, f64)>;
+    let rows = if rows.is_sorted_by_key(|r| r.0) {
+        rows
+    } else {
+        sorted_rows = {
+            let mut v = rows.to_vec();
+            v.sort_by_key(|r| r.0);
+            v
+        };
+        &sorted_rows
+    };
+    // The grid: inferred, or the checkpoint's (local bucket 0 = its first covered bucket).
+    let (origin, step, first_bucket, rows_last) = match resume {
+        Some(cp) => {
+            if cp.z_alert.to_bits() != cfg.z_alert.to_bits() || cp.end_after != cfg.end_after {
+                return Err(GridError::BadCheckpoint(format!(
+                    "it was taken with z_alert {} and end_after {}, this run uses {} and {}",
+                    cp.z_alert, cp.end_after, cfg.z_alert, cfg.end_after
+                )));
+            }
+            let last = rows
+                .iter()
+                .map(|r| bucket_of(r.1, cp.origin, cp.step))
+                .max()
+                .unwrap_or(i64::MIN)
+                .max(cp.covered_bucket - 1);
+            (cp.origin, cp.step, cp.first_bucket, last)
+        }
+        None => {
+            let mut uniq: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            uniq.sort_unstable();
+            uniq.dedup();
+            let (Some(&origin), Some(step)) = (uniq.first(), infer_step(&uniq)) else {
+                return Ok((Vec::new(), None));
+            };
+            let last = bucket_of(*uniq.last().unwrap_or(&origin), origin, step);
+            (origin, step, 0, last)
+        }
+    };
+    if rows_last >= MAX_BUCKETS {
+        return Err(GridError::TooManyBuckets(rows_last.saturating_add(1)));
+    }
+    let len = usize::try_from(rows_last - first_bucket + 1).unwrap_or(0);
+    // Buckets before `q0` were decided by the run that took the checkpoint.
+    let q0 = resume.map_or(0, StoreCheckpoint::len).min(len);
+    let ts_of = |b: usize| origin + step * (first_bucket + b as i64);
+    let local = |ts: i64| bucket_of(ts, origin, step) - first_bucket;
+    let bucket = |ts: i64| usize::try_from(local(ts)).unwrap_or(0);
+    let in_grid = |ts: i64| local(ts) >= 0;
 
     let mut present = vec![false; len];
     let mut total = vec![0.0f64; len];
     let mut negatives = vec![0i64; len];
     for &(_, ts, u) in rows {
+        if !in_grid(ts) {
+            continue;
+        }
         let b = bucket(ts);
         present[b] = true;
         total[b] += u;
@@ -167,29 +249,58 @@ pub fn detect_store(
     let plan = SeasonPlan::new(SeasonSpec::Auto { step_us: step });
     let mut scorer = Scorer::new(plan, cfg.z_alert);
     let mut store = Scores::default();
-    scorer.score(&store_y, &mut store);
+    let store_resume = resume.and_then(|cp| cp.store.scorer.as_ref());
+    scorer.score_resumed(&store_y, &mut store, store_resume, None);
     let (window, per_day, full_season) = run_plan(step);
+    let mut full = Vec::with_capacity(len);
+    extend_full_season_z(&store, full_season, &mut full);
+    if let Some(cp) = resume {
+        store.baseline[..q0].copy_from_slice(&cp.store_baseline[..q0]);
+        full[..q0].copy_from_slice(&cp.store.full_z[..q0]);
+    }
+    // The checkpoint's state of each SKU (ids index `sku_names`).
+    let sku_state = |sku: u32| -> Option<&SkuCheckpoint> {
+        let cp = resume?;
+        let name = sku_names.get(sku as usize)?;
+        let i = cp
+            .skus
+            .binary_search_by(|s| s.sku.as_str().cmp(name))
+            .ok()?;
+        cp.skus.get(i)
+    };
     // Full-season cell z values, kept for the sustained runs once single buckets are decided.
     let mut cell_z: Vec<f64> = Vec::new();
 
     // Pass 1: cells.
-    let n_skus = sku_names.len().max(1);
-    let z_cell = (cfg.z_alert * cfg.z_alert + 2.0 * (n_skus as f64).ln()).sqrt();
+    // First bucket of each SKU's cell series: the Bonferroni count at a bucket is the SKUs
+    // sold by then (causal: a SKU launched next month must not change today's decisions).
+    let mut sku_first: Vec<i64> = Vec::with_capacity(sku_names.len());
     let mut agg = vec![CellAgg::default(); len];
     let mut flagged: Vec<FlaggedCell> = Vec::new();
     let mut y = Vec::with_capacity(len);
     let mut cell = Scores::default();
-    for_each_sku(rows, |sku, sku_rows| {
-        fill_cell(sku_rows, &present, &bucket, &mut y);
-        scorer.score(&y, &mut cell);
+    for_each_sku(rows, sku_names.len(), |sku, sku_rows| {
+        let state = sku_state(sku);
+        sku_first.push(
+            fill_cell(sku_rows, state.map(|s| s.first), &present, &local, &mut y)
+                .unwrap_or(i64::MAX),
+        );
+        scorer.score_resumed(
+            &y,
+            &mut cell,
+            state.and_then(|s| s.series.scorer.as_ref()),
+            None,
+        );
+        let from = cell_z.len();
         extend_full_season_z(&cell, full_season, &mut cell_z);
-        let mut last_normal = f64::NAN;
-        for b in 0..len {
+        if let Some(s) = state {
+            cell_z[from..from + q0].copy_from_slice(&s.series.full_z[..q0]);
+        }
+        let mut last_normal = state.map_or(f64::NAN, |s| s.last_normal);
+        for b in q0..len {
             let z = cell.z[b];
             if z.is_nan() {
-                if !y[b].is_nan() && y[b] != 0.0 {
-                    last_normal = y[b];
-                }
+                carry_last_normal(&mut last_normal, y[b], z, cfg.z_alert);
                 continue;
             }
             let a = &mut agg[b];
@@ -218,11 +329,31 @@ pub fn detect_store(
                     multiple,
                     stuck,
                 });
-            } else if y[b] != 0.0 {
-                last_normal = y[b];
+            } else {
+                carry_last_normal(&mut last_normal, y[b], z, cfg.z_alert);
             }
         }
     });
+
+    // Per bucket: SKUs sold by then, the cell alert level `z_cell` and the cell run threshold.
+    let mut alive = vec![0u32; len + 1];
+    for &f in &sku_first {
+        if f < len as i64 {
+            alive[usize::try_from(f.max(0)).unwrap_or(0)] += 1;
+        }
+    }
+    for b in 1..len {
+        alive[b] += alive[b - 1];
+    }
+    alive.truncate(len);
+    let z_cell: Vec<f64> = alive
+        .iter()
+        .map(|&m| (cfg.z_alert * cfg.z_alert + 2.0 * f64::from(m.max(1)).ln()).sqrt())
+        .collect();
+    let z_run_cell: Vec<f64> = alive
+        .iter()
+        .map(|&m| sustained_threshold(cfg.z_alert, m as usize))
+        .collect();
 
     // Bucket decisions.
     let mut bucket_score = vec![0.0f64; len];
@@ -235,6 +366,7 @@ pub fn detect_store(
             }
             let store_score = score_of(zs, cfg.z_alert);
             if zs.abs() >= cfg.z_alert {
+                let z_cell = z_cell[b];
                 let cell_score = if a.max_abs_z >= z_cell {
                     (a.max_abs_z / (2.0 * z_cell)).clamp(0.5, 1.0)
                 } else {
@@ -246,6 +378,7 @@ pub fn detect_store(
                     score: bucket_score[b],
                 };
             }
+            let z_cell = z_cell[b];
             let direction = if a.max_abs_z >= z_cell {
                 a.max_sign
             } else if a.up >= MIN_SAME_DIRECTION_CELLS && a.up >= a.down {
@@ -271,23 +404,37 @@ pub fn detect_store(
     // Sustained runs where no single bucket spoke: of the store total, else of one cell. The
     // buckets already anomalous are not evidence (an outage must not echo into the normal
     // buckets after it).
+    // Decided by a single bucket (before `q0`: by the checkpoint's run).
+    let decided: Vec<bool> = (0..len)
+        .map(|b| match resume {
+            Some(cp) if b < q0 => cp.decided[b],
+            _ => matches!(points[b], Point::Anomalous { .. }),
+        })
+        .collect();
     let mut run_z = Vec::with_capacity(len);
     let mut runs = Vec::new();
     let mut sustained = Sustained::default();
     let mask_decided = |z: &[f64], out: &mut Vec<f64>| {
         out.clear();
-        out.extend(z.iter().zip(&points).map(|(&v, p)| {
-            if matches!(p, Point::Anomalous { .. }) {
-                f64::NAN
-            } else {
-                v
-            }
-        }));
+        out.extend(
+            z.iter()
+                .zip(&decided)
+                .map(|(&v, &d)| if d { f64::NAN } else { v }),
+        );
     };
-    let mut full = Vec::with_capacity(len);
-    extend_full_season_z(&store, full_season, &mut full);
     mask_decided(&full, &mut run_z);
-    sustained.runs(&run_z, cfg.z_alert, window, per_day, &mut runs);
+    let store_next_fit = resume.map_or(0, |cp| cp.store.next_fit);
+    let no_inflation = [1.0; SPANS.len()];
+    let store_inflation = resume.map_or(no_inflation, |cp| cp.store.inflation);
+    let z_alone_store = vec![cfg.z_alert; len];
+    sustained.runs_from(
+        &run_z,
+        &z_alone_store,
+        window,
+        per_day,
+        (q0, store_next_fit, store_inflation),
+        &mut runs,
+    );
     let z_run_store = sustained_threshold(cfg.z_alert, 1);
     let mut best_run: Vec<Option<(Run, f64)>> = runs
         .iter()
@@ -296,20 +443,32 @@ pub fn detect_store(
                 .map(|r| (r, z_run_store))
         })
         .collect();
-    let z_run_cell = sustained_threshold(cfg.z_alert, n_skus);
-    for z in cell_z.chunks_exact(len.max(1)) {
+    let cell_next_fit = |sku: usize| {
+        sku_state(sku as u32).map_or((0, no_inflation), |s| {
+            (s.series.next_fit, s.series.inflation)
+        })
+    };
+    for (sku, z) in cell_z.chunks_exact(len.max(1)).enumerate() {
         mask_decided(z, &mut run_z);
-        sustained.runs(&run_z, z_cell, window, per_day, &mut runs);
+        sustained.runs_from(
+            &run_z,
+            &z_cell,
+            window,
+            per_day,
+            (q0, cell_next_fit(sku).0, cell_next_fit(sku).1),
+            &mut runs,
+        );
         for (best, r) in best_run.iter_mut().zip(&runs) {
-            if let Some(r) = r
-                && r.z.abs() >= z_run_cell
-                && best.is_none_or(|(b, t)| r.z.abs() / z_run_cell > b.z.abs() / t)
+            let Some(r) = r else { continue };
+            let threshold = z_run_cell[r.end];
+            if r.z.abs() >= threshold
+                && best.is_none_or(|(b, t)| r.z.abs() / threshold > b.z.abs() / t)
             {
-                *best = Some((*r, z_run_cell));
+                *best = Some((*r, threshold));
             }
         }
     }
-    for b in 0..len {
+    for b in q0..len {
         if let (Point::Normal, Some((run, threshold))) = (points[b], best_run[b]) {
             bucket_score[b] = (run.z.abs() / (2.0 * threshold)).clamp(0.5, 1.0);
             points[b] = Point::Run {
@@ -319,10 +478,22 @@ pub fn detect_store(
             };
         }
     }
-    let mut windows = build_windows(points, cfg.end_after);
+    let mut windows = build_windows_from(points, cfg.end_after, q0);
+    // The new resume point: a margin before the last bucket (a day, and at least the longest
+    // run), moved back to the start of any window still open or not yet closed there.
+    let resume_at = checkpoint.then(|| {
+        let margin = per_day.max(SPANS[SPANS.len() - 1]);
+        let mut q = len.saturating_sub(margin);
+        for w in windows.iter().rev() {
+            if w.start < q && w.closed_at.is_none_or(|c| c >= q) {
+                q = w.start;
+            }
+        }
+        q
+    });
     windows.retain(|w| w.anomalous >= 2 || w.peak_score >= LONE_BUCKET_SCORE);
-    if windows.is_empty() {
-        return Ok(Vec::new());
+    if windows.is_empty() && !checkpoint {
+        return Ok((Vec::new(), None));
     }
 
     let store_baseline = |b: usize| {
@@ -382,8 +553,8 @@ pub fn detect_store(
             let catchup = if w.direction > 0 {
                 let mut missed = 0.0;
                 let mut b = s;
-                let mut run = 0;
-                while b > 0 && run < MAX_PROFILE {
+                // At most MAX_PROFILE grid buckets back: a resumed run sees that far.
+                while b > 0 && s - b < MAX_PROFILE {
                     b -= 1;
                     if !present[b] {
                         continue;
@@ -392,7 +563,6 @@ pub fn detect_store(
                         break;
                     }
                     missed += store_baseline(b).max(0.0);
-                    run += 1;
                 }
                 if missed > 0.0 {
                     (1.0 - (excess - missed).abs() / missed).clamp(0.0, 1.0)
@@ -421,7 +591,7 @@ pub fn detect_store(
                 excess_units: excess,
                 noise_units: var.sqrt(),
                 affected_skus: skus.len() as i64,
-                total_skus: sku_names.len() as i64,
+                total_skus: i64::from(alive[l]),
                 sku_evidence: Vec::new(),
                 profile,
                 dq_ratio: if ratios.is_empty() {
@@ -442,11 +612,27 @@ pub fn detect_store(
         })
         .collect();
 
-    // Pass 2: SKU evidence per window.
+    // Pass 2: SKU evidence per window, and the checkpoint's cell states.
     let mut evidence: Vec<Vec<SkuEvidence>> = vec![Vec::new(); windows.len()];
-    for_each_sku(rows, |sku, sku_rows| {
-        fill_cell(sku_rows, &present, &bucket, &mut y);
-        scorer.score(&y, &mut cell);
+    let hz = horizon(step);
+    // The new checkpoint's range `[from, q)`; none when the old one cannot move forward (too
+    // few new buckets: its state at an earlier bucket is not known).
+    let range = resume_at
+        .filter(|&q| q >= q0)
+        .map(|q| (q.saturating_sub(hz), q));
+    let mut skus_cp: Vec<SkuCheckpoint> = Vec::new();
+    for_each_sku(rows, sku_names.len(), |sku, sku_rows| {
+        let state = sku_state(sku);
+        let Some(first) = fill_cell(sku_rows, state.map(|s| s.first), &present, &local, &mut y)
+        else {
+            return;
+        };
+        scorer.score_resumed(
+            &y,
+            &mut cell,
+            state.and_then(|s| s.series.scorer.as_ref()),
+            range.map(|(_, q)| q),
+        );
         for (w, ev) in windows.iter().zip(evidence.iter_mut()) {
             let (mut act, mut base, mut peak, mut seen) = (0.0, 0.0, 0.0f64, false);
             for b in w.start..=w.last {
@@ -479,6 +665,38 @@ pub fn detect_store(
                 });
             }
         }
+        let Some((from, q)) = range else { return };
+        if first >= q as i64 {
+            return; // first sold after the resume point: a resumed run reads all its rows
+        }
+        let mut last_normal = state.map_or(f64::NAN, |s| s.last_normal);
+        for b in q0..q {
+            carry_last_normal(&mut last_normal, y[b], cell.z[b], cfg.z_alert);
+        }
+        let z = &cell_z[sku as usize * len..(sku as usize + 1) * len];
+        let mut masked = Vec::with_capacity(len);
+        mask_decided(z, &mut masked);
+        let (next_fit0, inflation0) = cell_next_fit(sku as usize);
+        let (next_fit, refit) = next_fit_at(&masked, &z_cell, per_day, q0, next_fit0, q);
+        let inflation = match refit {
+            Some(t) => sustained.inflation_at(&masked, &z_cell, window, t),
+            None => inflation0,
+        };
+        skus_cp.push(SkuCheckpoint {
+            sku: sku_names
+                .get(sku as usize)
+                .copied()
+                .unwrap_or("")
+                .to_string(),
+            first: first - from as i64,
+            last_normal,
+            series: SeriesCheckpoint {
+                scorer: scorer.take_state(hz),
+                full_z: z[from..q].to_vec(),
+                next_fit: next_fit.saturating_sub(from),
+                inflation,
+            },
+        });
     });
     for (r, mut ev) in reports.iter_mut().zip(evidence) {
         ev.sort_by(|a, b| {
@@ -490,7 +708,53 @@ pub fn detect_store(
         ev.truncate(MAX_EVIDENCE);
         r.sku_evidence = ev;
     }
-    Ok(reports)
+    let covered_bucket = first_bucket + len as i64;
+    let rows_before_grid = resume.map_or(0, |cp| cp.rows_before_first);
+    let rows_before = |b: usize| {
+        rows_before_grid
+            + rows
+                .iter()
+                .filter(|r| (0..b as i64).contains(&local(r.1)))
+                .count() as u64
+    };
+    let new_checkpoint = match (range, resume) {
+        (Some((from, q)), _) => {
+            scorer.score_resumed(&store_y, &mut cell, store_resume, Some(q));
+            mask_decided(&full, &mut run_z);
+            let (next_fit, refit) =
+                next_fit_at(&run_z, &z_alone_store, per_day, q0, store_next_fit, q);
+            let inflation = match refit {
+                Some(t) => sustained.inflation_at(&run_z, &z_alone_store, window, t),
+                None => store_inflation,
+            };
+            Some(StoreCheckpoint {
+                z_alert: cfg.z_alert,
+                end_after: cfg.end_after,
+                origin,
+                step,
+                first_bucket: first_bucket + from as i64,
+                resume_bucket: first_bucket + q as i64,
+                covered_bucket,
+                rows_before_first: rows_before(from),
+                rows_before_resume: rows_before(q),
+                decided: decided[from..q].to_vec(),
+                store_baseline: store.baseline[from..q].to_vec(),
+                store: SeriesCheckpoint {
+                    scorer: scorer.take_state(hz),
+                    full_z: full[from..q].to_vec(),
+                    next_fit: next_fit.saturating_sub(from),
+                    inflation,
+                },
+                skus: skus_cp,
+            })
+        }
+        (None, Some(cp)) if checkpoint => Some(StoreCheckpoint {
+            covered_bucket,
+            ..cp.clone()
+        }),
+        _ => None,
+    };
+    Ok((reports, new_checkpoint))
 }
 
 /// Calls `f(sku, rows_of_that_sku)` for each run of equal sku ids.
@@ -502,11 +766,16 @@ fn run_plan(step: i64) -> (usize, usize, usize) {
     (plan.scale_window, plan.per_day, full)
 }
 
-fn for_each_sku(rows: &[(u32, i64, f64)], mut f: impl FnMut(u32, &[(u32, i64, f64)])) {
+/// Calls `f(sku, rows_of_that_sku)` for every sku id below `n_skus`, in id order (an id
+/// without rows gets an empty slice); `rows` are grouped by id in increasing order.
+fn for_each_sku(
+    rows: &[(u32, i64, f64)],
+    n_skus: usize,
+    mut f: impl FnMut(u32, &[(u32, i64, f64)]),
+) {
     let mut i = 0;
-    while i < rows.len() {
-        let sku = rows[i].0;
-        let mut j = i + 1;
+    for sku in 0..u32::try_from(n_skus).unwrap_or(u32::MAX) {
+        let mut j = i;
         while j < rows.len() && rows[j].0 == sku {
             j += 1;
         }
@@ -515,24 +784,36 @@ fn for_each_sku(rows: &[(u32, i64, f64)], mut f: impl FnMut(u32, &[(u32, i64, f6
     }
 }
 
-/// Builds one SKU's cell series on the store grid.
+/// Builds one SKU's cell series on the store grid: `0` at present buckets from its first row
+/// (or the checkpoint's `first_hint`, whichever is earlier) on, missing before. Returns that
+/// first bucket (grid-relative, negative when before the grid), or `None` for a SKU that
+/// never sold.
 fn fill_cell(
     sku_rows: &[(u32, i64, f64)],
+    first_hint: Option<i64>,
     present: &[bool],
-    bucket: &impl Fn(i64) -> usize,
+    local: &impl Fn(i64) -> i64,
     y: &mut Vec<f64>,
-) {
+) -> Option<i64> {
     y.clear();
     y.resize(present.len(), f64::NAN);
-    let first = sku_rows.iter().map(|r| bucket(r.1)).min().unwrap_or(0);
-    for (b, v) in y.iter_mut().enumerate().skip(first) {
+    let first_row = sku_rows.iter().map(|r| local(r.1)).min();
+    let first = match (first_row, first_hint) {
+        (Some(a), Some(b)) => a.min(b),
+        (a, b) => a.or(b)?,
+    };
+    let start = usize::try_from(first.max(0)).unwrap_or(0);
+    for (b, v) in y.iter_mut().enumerate().skip(start) {
         if present[b] {
             *v = 0.0;
         }
     }
     for r in sku_rows {
-        y[bucket(r.1)] += r.2;
+        if let Ok(b) = usize::try_from(local(r.1)) {
+            y[b] += r.2;
+        }
     }
+    Some(first)
 }
 
 #[cfg(test)]
@@ -614,6 +895,141 @@ mod tests {
         assert_eq!(early[0].first_detected_from, drop.first_detected_from);
         assert_eq!(early[1].first_detected_from, spike_ts);
         assert_eq!(early[1].window_end, None);
+    }
+
+    /// Rows of a store with an outage, a x3 slip, a lasting level shift of one SKU, a SKU first
+    /// sold in week 5 and a few missing hours.
+    fn eventful_store(weeks: usize) -> (Vec<(u32, i64, f64)>, Vec<String>) {
+        let mut rows = store_rows(weeks, 8, 3);
+        let day = 24 * 7 * 4 + 24 * 2;
+        let outage = (day + 11) as i64 * HOUR..(day + 15) as i64 * HOUR;
+        rows.retain(|r| !outage.contains(&r.1) && r.1 % (HOUR * 131) != 0);
+        for s in 0..8 {
+            for h in 11..15 {
+                rows.push((s, (day + h) as i64 * HOUR, 0.0));
+            }
+        }
+        rows.push((5, (day + 18) as i64 * HOUR, 60.0));
+        for r in rows.iter_mut() {
+            if r.0 == 2 && r.1 >= (24 * 7 * 5 + 30) as i64 * HOUR {
+                r.2 *= 3.0;
+            }
+        }
+        // day-level swings of SKUs 0-3 (shared by neighbouring hours: run sums are inflated)
+        let mut rng = Rng::new(98);
+        let swing: Vec<f64> = (0..7 * weeks).map(|_| 0.6 + 0.8 * rng.uniform()).collect();
+        for r in rows.iter_mut() {
+            if r.0 < 4 {
+                r.2 = (r.2 * swing[(r.1 / (24 * HOUR)) as usize]).round();
+            }
+        }
+        let mut rng = Rng::new(99);
+        for t in 24 * 7 * 5..24 * 7 * weeks {
+            let v = rng.poisson(hourly_mean(t, 3.0));
+            if v > 0.0 {
+                rows.push((8, t as i64 * HOUR, v));
+            }
+        }
+        rows.sort_by_key(|r| (r.0, r.1));
+        (rows, names(9))
+    }
+
+    /// Detection over rows before `cut` (hours), with its checkpoint.
+    fn up_to(
+        rows: &[(u32, i64, f64)],
+        names: &[String],
+        cut: i64,
+        resume: Option<&StoreCheckpoint>,
+    ) -> (Vec<Report>, StoreCheckpoint) {
+        let from = resume.map_or(i64::MIN, |cp| cp.ts_of(cp.first_bucket));
+        let part: Vec<(u32, i64, f64)> = rows
+            .iter()
+            .copied()
+            .filter(|r| r.1 < cut * HOUR && r.1 >= from)
+            .collect();
+        // ids index the names of the SKUs seen so far (the store's history and these rows)
+        let mut seen: Vec<u32> = part.iter().map(|r| r.0).collect();
+        if let Some(cp) = resume {
+            seen.extend(
+                cp.skus
+                    .iter()
+                    .map(|s| names.iter().position(|n| *n == s.sku).expect("known") as u32),
+            );
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        let ids: Vec<(u32, i64, f64)> = part
+            .iter()
+            .map(|r| (seen.binary_search(&r.0).expect("seen") as u32, r.1, r.2))
+            .collect();
+        let refs: Vec<&str> = seen.iter().map(|&i| names[i as usize].as_str()).collect();
+        let (reports, cp) =
+            detect_store_resumable(&ids, &refs, &DetectConfig::default(), resume, true)
+                .expect("grid");
+        let cp = cp.expect("a checkpoint");
+        let cp = StoreCheckpoint::decode(&cp.encode()).expect("round trip");
+        (reports, cp)
+    }
+
+    #[test]
+    fn resumed_detection_equals_the_full_recompute() {
+        let weeks = 7;
+        let (rows, names) = eventful_store(weeks);
+        let end = (24 * 7 * weeks) as i64;
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let full = detect_store(&rows, &refs, &DetectConfig::default()).expect("grid");
+        assert!(full.len() >= 2, "{full:#?}");
+        for first_cut in [24 * 7 * 2 + 5, 24 * 7 * 4 + 24 * 2 + 12, 24 * 7 * 5 + 31] {
+            let (mut reports, mut cp) = up_to(&rows, &names, first_cut, None);
+            let mut inflated = false;
+            // then resume in steps of 1, 7 and 50 hours to the end
+            let mut cut = first_cut;
+            for step in [1, 7, 50].into_iter().cycle() {
+                if cut >= end {
+                    break;
+                }
+                cut = (cut + step).min(end);
+                let resume_ts = cp.ts_of(cp.resume_bucket);
+                reports.retain(|r| r.first_detected_from < resume_ts);
+                let (more, next) = up_to(&rows, &names, cut, Some(&cp));
+                assert!(more.iter().all(|r| r.first_detected_from >= resume_ts));
+                reports.extend(more);
+                assert!(next.resume_bucket >= cp.resume_bucket);
+                assert!(next.len() <= horizon(HOUR));
+                let before = |b: i64| rows.iter().filter(|r| r.1 < next.ts_of(b)).count() as u64;
+                assert_eq!(next.rows_before_resume, before(next.resume_bucket));
+                assert_eq!(next.rows_before_first, before(next.first_bucket));
+                inflated |= next
+                    .skus
+                    .iter()
+                    .any(|s| s.series.inflation.iter().any(|&f| f > 1.0));
+                cp = next;
+            }
+            // as_of describes the run that wrote a report (outside its content)
+            let plain = |r: &[Report]| -> Vec<Report> {
+                r.iter()
+                    .map(|r| Report {
+                        as_of: 0,
+                        ..r.clone()
+                    })
+                    .collect()
+            };
+            assert_eq!(plain(&reports), plain(&full), "first cut {first_cut}");
+            assert!(inflated, "the runs' inflation is carried, not only 1");
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_of_other_settings_is_refused() {
+        let (rows, names) = eventful_store(5);
+        let (_, cp) = up_to(&rows, &names, 24 * 7 * 5 - 3, None);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let cfg = DetectConfig {
+            z_alert: 4.0,
+            ..DetectConfig::default()
+        };
+        let err = detect_store_resumable(&rows, &refs, &cfg, Some(&cp), true);
+        assert!(matches!(err, Err(GridError::BadCheckpoint(_))), "{err:?}");
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct Run {
     pub z: f64,
     /// First bucket of the run.
     pub start: usize,
+    /// Bucket the run ends at (where it was found).
+    pub end: usize,
 }
 
 /// Computes sustained runs, reusing buffers across series.
@@ -64,25 +66,41 @@ impl Sustained {
         per_day: usize,
         out: &mut Vec<Option<Run>>,
     ) {
-        let n = z.len();
+        let alone = vec![alone; z.len()];
+        self.runs_from(z, &alone, window, per_day, (0, 0, [1.0; SPANS.len()]), out);
+    }
+
+    /// [`Self::runs`] with a level `alone[t]` per bucket (the alert level of a cell depends on
+    /// how many SKUs the store sells by then), for the buckets from `from` on, resumed with
+    /// `resume = (from, next_fit, inflation)`: the refit schedule and the inflation in force
+    /// there (see [`next_fit_at`] and [`Self::inflation_at`]). A resumed detection gives those
+    /// buckets what a run over the whole series gave them, provided `z` reaches back over the
+    /// inflation window ([`run_horizon`]).
+    #[expect(
+        clippy::needless_range_loop,
+        reason = "z, alone and out are indexed by bucket"
+    )]
+    pub fn runs_from(
+        &mut self,
+        z: &[f64],
+        alone: &[f64],
+        window: usize,
+        per_day: usize,
+        resume: (usize, usize, [f64; SPANS.len()]),
+        out: &mut Vec<Option<Run>>,
+    ) {
+        let (from, next_fit, inflation) = resume;
+        let n = z.len().min(alone.len());
         out.clear();
         out.resize(n, None);
-        let evidence = |v: f64| v.abs() < alone;
-        self.sum.clear();
-        self.cnt.clear();
-        self.sum.push(0.0);
-        self.cnt.push(0);
-        for (i, &v) in z.iter().enumerate() {
-            let e = evidence(v);
-            self.sum.push(self.sum[i] + if e { v } else { 0.0 });
-            self.cnt.push(self.cnt[i] + u32::from(e));
-        }
+        let evidence = |j: usize| z[j].abs() < alone[j];
+        self.prefix(z, alone);
         let window = window.max(1);
         let per_day = per_day.max(1);
-        let mut inflation = [1.0f64; SPANS.len()];
-        let mut next_fit = 0usize;
-        for t in 0..n {
-            if !evidence(z[t]) {
+        let mut inflation = inflation;
+        let mut next_fit = next_fit;
+        for t in from..n {
+            if !evidence(t) {
                 continue;
             }
             if t >= next_fit {
@@ -106,13 +124,48 @@ impl Sustained {
                 if going && best.is_none_or(|b| zk.abs() > b.z.abs()) {
                     let sign = zk.signum();
                     let start = (t + 1 - k..=t)
-                        .find(|&j| evidence(z[j]) && z[j] * sign > 0.0)
+                        .find(|&j| evidence(j) && z[j] * sign > 0.0)
                         .unwrap_or(t);
-                    best = Some(Run { z: zk, start });
+                    best = Some(Run {
+                        z: zk,
+                        start,
+                        end: t,
+                    });
                 }
             }
             out[t] = best;
         }
+    }
+
+    /// Prefix sums of the evidence and of its count.
+    fn prefix(&mut self, z: &[f64], alone: &[f64]) {
+        let n = z.len().min(alone.len());
+        self.sum.clear();
+        self.cnt.clear();
+        self.sum.push(0.0);
+        self.cnt.push(0);
+        for i in 0..n {
+            let e = z[i].abs() < alone[i];
+            self.sum.push(self.sum[i] + if e { z[i] } else { 0.0 });
+            self.cnt.push(self.cnt[i] + u32::from(e));
+        }
+    }
+
+    /// The inflation refitted at bucket `t` (for a checkpoint: the one in force after it).
+    pub fn inflation_at(
+        &mut self,
+        z: &[f64],
+        alone: &[f64],
+        window: usize,
+        t: usize,
+    ) -> [f64; SPANS.len()] {
+        self.prefix(z, alone);
+        let t = t.min(self.cnt.len().saturating_sub(1));
+        let mut out = [1.0; SPANS.len()];
+        for (f, &k) in out.iter_mut().zip(&SPANS) {
+            *f = self.inflation(k, t.saturating_sub(RUN_WINDOWS * window.max(1)), t);
+        }
+        out
     }
 
     /// Sum and scored count of buckets `[from, to)`.
@@ -137,6 +190,34 @@ impl Sustained {
         let f = *q95 / (Z_95 * (k as f64).sqrt());
         if f.is_finite() { f.max(1.0) } else { 1.0 }
     }
+}
+
+/// The refit schedule of [`Sustained::runs_from`] carried from `from` (where it stood at
+/// `next_fit`) to bucket `q`: the inflation is refitted at the first evidence bucket at or
+/// after `next_fit`, then a day later.
+/// Returns the schedule at `q` and the last refit before it (if any since `from`).
+pub fn next_fit_at(
+    z: &[f64],
+    alone: &[f64],
+    per_day: usize,
+    from: usize,
+    next_fit: usize,
+    q: usize,
+) -> (usize, Option<usize>) {
+    let mut next = next_fit;
+    let mut last = None;
+    for (t, (v, a)) in z.iter().zip(alone).enumerate().take(q).skip(from) {
+        if v.abs() < *a && t >= next {
+            next = t + per_day.max(1);
+            last = Some(t);
+        }
+    }
+    (next, last)
+}
+
+/// Longest look-back of a run at a bucket: the inflation window and the longest span.
+pub fn run_horizon(window: usize) -> usize {
+    RUN_WINDOWS * window.max(1) + SPANS[SPANS.len() - 1]
 }
 
 /// Appends to `out` the z values of `scores` whose baseline used `full_season` (the longest

@@ -53,17 +53,29 @@ pub struct Window {
     pub start_score: f64,
     /// Index of the point at which the window held two anomalous points (when it did).
     pub confirmed: Option<usize>,
+    /// Index of the point whose arrival closed the window (`None` while open).
+    pub closed_at: Option<usize>,
 }
 
 /// Builds windows; `end_after` below 1 is read as 1.
 pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) -> Vec<Window> {
+    build_windows_from(points, end_after, 0)
+}
+
+/// [`build_windows`] for a resumed detection: no window is open before `barrier` and no run
+/// reaches back past it (the points before it were decided by an earlier run).
+pub fn build_windows_from(
+    points: impl IntoIterator<Item = Point>,
+    end_after: usize,
+    barrier: usize,
+) -> Vec<Window> {
     let end_after = end_after.max(1);
     let mut out = Vec::new();
     let mut open: Option<Window> = None;
     let mut normals = 0usize;
     let mut first_after: Option<usize> = None;
     // Points before this index belong to decided windows: a run may not reach back past it.
-    let mut barrier = 0usize;
+    let mut barrier = barrier;
     for (i, p) in points.into_iter().enumerate() {
         let (direction, score, run_start) = match p {
             Point::Unscored => continue,
@@ -75,6 +87,7 @@ pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) 
                     }
                     if normals >= end_after {
                         w.end = first_after;
+                        w.closed_at = Some(i);
                         barrier = first_after.unwrap_or(i);
                         out.extend(open.take());
                     }
@@ -105,6 +118,7 @@ pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) 
             }
             let end = first_after.unwrap_or(i);
             w.end = Some(end);
+            w.closed_at = Some(i);
             barrier = end.max(w.last + 1);
             out.extend(open.take());
         }
@@ -120,6 +134,7 @@ pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) 
             anomalous,
             start_score: score,
             confirmed: (anomalous >= 2).then_some(i),
+            closed_at: None,
         });
         normals = 0;
         first_after = None;
