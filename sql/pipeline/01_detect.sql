@@ -12,40 +12,25 @@ CREATE OR REPLACE TABLE stage_holiday_store_days AS
 SELECT DISTINCT st.store_id, h.day
 FROM holidays h JOIN stores st ON h.region IS NULL OR h.region = st.region;
 
--- The detector's input: clean sales outside holidays.
+-- The detector's input: clean sales outside holidays. `detect_sales` is `sales_clean` bounded
+-- by the runner to what this run's detections need (README "Incremental runs"): its bounds are
+-- literals, so they prune files and reach below the duplicate and correction checks.
 CREATE OR REPLACE VIEW detect_input AS
-SELECT s.store_id, s.sku, s.ts, s.units, s.source_file
-FROM sales_clean s
+SELECT s.store_id, s.sku, s.ts, s.units
+FROM detect_sales s
 LEFT JOIN stage_holiday_store_days hd
   ON hd.store_id = s.store_id AND hd.day = CAST(s.ts AS DATE)
 WHERE hd.store_id IS NULL;
 
-CREATE OR REPLACE TABLE stage_detector AS SELECT 'mrs-detect 0.3' AS version;
-
--- Incremental runs (README "Incremental runs"): the previous run left a checkpoint per store
--- (state/detector), the detector's state at `resume_from`. It is used when it was taken by
--- this detector version, the run is not `--full` nor replaying before what the checkpoint saw,
--- and the store's input before `resume_from` is exactly what it was then: as many rows, and
--- none from a file that arrived since (a late correction or a newly usable row sends the store
--- back to a full recompute).
+-- Incremental runs: the stores the runner found able to resume from the previous run's
+-- checkpoint (same detector and inputs, no late row before `resume_from`, nothing hidden by
+-- --as-of, not --full), with their checkpoint.
 CREATE OR REPLACE TABLE stage_checkpoint AS
 SELECT cp.store_id, cp.checkpoint, cp.read_from, cp.resume_from
 FROM detector_checkpoint cp
-CROSS JOIN run_context rc
+JOIN detector_checkpoint_valid v ON v.store_id = cp.store_id
 CROSS JOIN stage_detector d
-JOIN (SELECT b.store_id, sum(b.n) AS rows_before,
-             sum(CASE WHEN f.source_file IS NULL THEN 0 ELSE b.n END) AS seen_before
-      FROM (SELECT i.store_id, i.source_file, count(*) AS n
-            FROM detect_input i
-            JOIN detector_checkpoint c ON c.store_id = i.store_id AND i.ts < c.resume_from
-            GROUP BY i.store_id, i.source_file) b
-      LEFT JOIN detector_checkpoint_files f ON f.source_file = b.source_file
-      GROUP BY b.store_id) h ON h.store_id = cp.store_id
-WHERE cp.detector = d.version
-  AND NOT rc.full_recompute
-  AND (rc.hide_from IS NULL OR cp.covered_to <= rc.hide_from)
-  AND h.rows_before = cp.rows_before
-  AND h.seen_before = h.rows_before;
+WHERE cp.detector = d.version;
 
 -- Each store's detection: from its checkpoint with the rows it still needs, else from all rows.
 CREATE OR REPLACE TABLE stage_detect_out AS

@@ -88,9 +88,8 @@ FROM ranked;
 -- Sales rows the models use: one per (store_id, sku, ts), the value chosen by the rule above.
 -- Only contested cells are ranked (a window over those few rows); every other row passes
 -- straight through, so the models neither sort nor re-aggregate the sales (an ordered
--- aggregate over every cell needed 16 GiB on the bench preset). `source_file` tells an
--- incremental run which rows arrived after its detector checkpoint.
+-- aggregate over every cell needed 16 GiB on the bench preset).
 CREATE OR REPLACE VIEW sales_clean AS
-SELECT retailer_id, store_id, sku, ts, units, revenue, source_file
+SELECT retailer_id, store_id, sku, ts, units, revenue
 FROM sales_checked
 WHERE reason IS NULL;

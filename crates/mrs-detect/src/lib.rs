@@ -22,6 +22,10 @@ use datafusion::prelude::SessionContext;
 pub mod functions;
 pub mod model;
 
+/// The detector's version, written with every report (`detector_version`) and with every
+/// checkpoint: a checkpoint of another version is never resumed.
+pub const DETECTOR_VERSION: &str = "mrs-detect 0.3";
+
 static MRS_DETECT: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
     Arc::new(AggregateUDF::new_from_impl(
         functions::mrs_detect::MrsDetect::new(),

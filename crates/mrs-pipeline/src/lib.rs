@@ -10,6 +10,7 @@
 //! - [`runner`]: `mrs run`;
 //! - [`decisions`]: analyst decisions (`mrs decide`).
 
+pub mod checkpoint;
 pub mod decisions;
 pub mod lake;
 pub mod lease;

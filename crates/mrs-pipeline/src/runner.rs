@@ -263,7 +263,7 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
             options,
         )?),
     )?;
-    register_checkpoint(&ctx, lake).await?;
+    crate::checkpoint::prepare(&ctx, lake, options, mrs_detect::DETECTOR_VERSION).await?;
 
     let before = total_log_rows(&ctx).await?;
     lap("setup");
@@ -345,90 +345,10 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     write_feeds(&ctx, lake).await?;
     lap("feeds");
     lease.check()?;
-    write_checkpoint(&ctx, lake).await?;
+    crate::checkpoint::write(&ctx, lake).await?;
     lap("checkpoint");
     summary.stage_seconds = stage_seconds;
     Ok(summary)
-}
-
-/// Where the detector checkpoints live: one file per table, replaced each run.
-const CHECKPOINT: &str = "state/detector/checkpoint.parquet";
-const CHECKPOINT_FILES: &str = "state/detector_files/files.parquet";
-
-fn checkpoint_schema() -> Arc<Schema> {
-    let ts = DataType::Timestamp(
-        datafusion::arrow::datatypes::TimeUnit::Microsecond,
-        Some("UTC".into()),
-    );
-    Arc::new(Schema::new(vec![
-        Field::new("store_id", DataType::Utf8, false),
-        Field::new("detector", DataType::Utf8, false),
-        Field::new("checkpoint", DataType::LargeBinary, false),
-        Field::new("read_from", ts.clone(), false),
-        Field::new("resume_from", ts.clone(), false),
-        Field::new("covered_to", ts, false),
-        Field::new("rows_before", DataType::Int64, false),
-    ]))
-}
-
-/// Registers `detector_checkpoint` and `detector_checkpoint_files` (empty before the first run).
-async fn register_checkpoint(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    let files_schema = Arc::new(Schema::new(vec![Field::new(
-        "source_file",
-        DataType::Utf8,
-        false,
-    )]));
-    for (table, path, schema) in [
-        ("detector_checkpoint", CHECKPOINT, checkpoint_schema()),
-        ("detector_checkpoint_files", CHECKPOINT_FILES, files_schema),
-    ] {
-        let folder = path.rsplit_once('/').map_or(path, |(d, _)| d);
-        if lake.list_parquet(folder).await?.is_empty() {
-            ctx.register_table(table, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
-        } else {
-            ctx.register_parquet(
-                table,
-                lake.folder_url(folder),
-                datafusion::prelude::ParquetReadOptions::default().schema(&schema),
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Replaces the detector checkpoints with this run's, after its logs and feeds are written (a
-/// checkpoint must never be ahead of the logs: a resumed run only recomputes reports from its
-/// resume point on). The checkpoint goes first, then the list of sales files it has seen: a
-/// run killed between the two leaves an older list, which can only make the next run treat
-/// more rows as late and recompute more.
-pub async fn write_checkpoint(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    let store = lake.store();
-    let checkpoint_query = "SELECT o.store_id, v.version AS detector, o.out['checkpoint'] AS checkpoint, \
-         o.out['read_from'] AS read_from, o.out['resume_from'] AS resume_from, \
-         o.out['covered_to'] AS covered_to, o.out['rows_before'] AS rows_before \
-         FROM stage_detect_out o CROSS JOIN stage_detector v \
-         WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id";
-    let files_query = "SELECT DISTINCT source_file FROM sales_screened ORDER BY source_file";
-    for (name, path, query) in [
-        ("checkpoint", CHECKPOINT, checkpoint_query),
-        ("files", CHECKPOINT_FILES, files_query),
-    ] {
-        let staged = format!("state/_staging/detector_{name}.parquet");
-        run_statement(
-            ctx,
-            &format!(
-                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
-                lake.url()
-            ),
-        )
-        .await?;
-        store
-            .rename(&lake.path(&staged), &lake.path(path))
-            .await
-            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
-    }
-    Ok(())
 }
 
 /// Rewrites the protection feeds from the hydrated views. Feeds are derived output, not logs:

@@ -7,7 +7,7 @@
 //! | grid | store step = most common positive difference of the store's distinct timestamps; buckets without any store row are missing |
 //! | cell value | sum of the SKU's units in the bucket; `0` when the store has rows but the SKU none (from the SKU's first row on); missing before it |
 //! | store total | sum over all SKUs, scored as its own series |
-//! | store bucket anomalous | store-total `abs(z) >= z_alert`, or some cell `abs(z) >= z_cell = sqrt(z_alert^2 + 2 ln m)` (Bonferroni for `m` SKUs via the Gaussian tail `exp(-z^2/2)`), or at least [`MIN_SAME_DIRECTION_CELLS`] cells with `abs(z) >= z_alert` in the same direction |
+//! | store bucket anomalous | store-total `abs(z) >= z_alert`, or some cell `abs(z) >= z_cell = sqrt(z_alert^2 + 2 ln m)` (Bonferroni for the `m` SKUs the store has sold by that bucket, via the Gaussian tail `exp(-z^2/2)`: causal, a SKU launched later changes no earlier decision), or at least [`MIN_SAME_DIRECTION_CELLS`] cells with `abs(z) >= z_alert` in the same direction |
 //! | sustained run | where no single bucket decided: the strongest sustained run ending at the bucket ([`super::sustained`], spans 2-8, buckets already anomalous are not evidence) of the store total (threshold `sqrt(z_alert^2 + 2 ln 4)`) or of one cell (`sqrt(z_alert^2 + 2 ln 4m)`); the bucket is anomalous and its window may open at the run's first bucket (never before a decided window, see [`build_windows`]) |
 //! | direction | the store total's sign when it is anomalous, else the strongest cell's / the majority direction / the run's sign |
 //! | bucket score | `max(store score, cell score)`, cell score = `clamp(abs(z_max) / (2 z_cell), 0.5, 1)` when cell-driven; `clamp(abs(Z) / (2 threshold), 0.5, 1)` for a run |
@@ -16,6 +16,9 @@
 //!
 //! Per-window sums run from the first to the last anomalous bucket over present buckets; a
 //! present bucket without a store baseline (store warm-up) counts its actual as baseline.
+//! `total_skus` is the SKUs sold by the window's last anomalous bucket; the catch-up feature
+//! looks back at most [`MAX_PROFILE`] grid buckets. Both keep a report a function of the data
+//! up to it, which incremental runs rely on ([`detect_store_resumable`], [`super::checkpoint`]).
 //! `alerted_at` is the bucket at which the window first qualified as a report (its second
 //! anomalous bucket, a run's last bucket, or a strong first bucket).
 //! Cost: `O(rows + skus * buckets)` for scoring (twice when the store has windows: the second

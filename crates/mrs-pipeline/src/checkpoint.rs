@@ -1,0 +1,357 @@
+//! Detector checkpoints of incremental runs (README "Incremental runs").
+//!
+//! A run ends by writing, per store, the detector's state at a resume point
+//! (`state/detector/checkpoint.parquet`), with the sales files it had seen
+//! (`state/detector_files/files.parquet`) and a fingerprint of the other inputs detection
+//! depends on (stores, SKUs, holidays, the lake's bucket grid). The next run decides, before its
+//! stages and without reading the sales history, which stores resume:
+//!
+//! | a store's checkpoint is not used when | checked on |
+//! |---|---|
+//! | it was taken by another detector version, or the run is `--full` | the checkpoint table |
+//! | the run hides (`--as-of`) buckets the checkpoint saw | `covered_to` |
+//! | the stores, SKUs, holidays or grid changed | the fingerprint |
+//! | a file the checkpoint saw is gone | the file listing |
+//! | a file it has not seen holds a row of the store before its `resume_from` (a late correction) | the new files' rows only |
+//!
+//! It then registers `detector_checkpoint_valid` (the resuming stores) and the view
+//! `detect_sales`: the clean sales a detection needs, with *literal* bounds (a time bound
+//! below every resuming store's `read_from`, or the stores detected from their whole history)
+//! so that DataFusion prunes the Parquet files and pushes the bound below the duplicate and
+//! correction checks of `sales_checked`, instead of computing those over the whole history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use datafusion::arrow::array::{
+    Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::datasource::MemTable;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::object_store::ObjectStoreExt;
+use datafusion::prelude::SessionContext;
+
+use crate::lake::Lake;
+use crate::runner::RunOptions;
+use crate::script::run_statement;
+
+/// The checkpoint table and the list of files it saw, each one file replaced by every run.
+const CHECKPOINT: &str = "state/detector/checkpoint.parquet";
+const CHECKPOINT_FILES: &str = "state/detector_files/files.parquet";
+
+fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+fn checkpoint_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("store_id", DataType::Utf8, false),
+        Field::new("detector", DataType::Utf8, false),
+        Field::new("inputs", DataType::Utf8, false),
+        Field::new("checkpoint", DataType::LargeBinary, false),
+        Field::new("read_from", utc(), false),
+        Field::new("resume_from", utc(), false),
+        Field::new("covered_to", utc(), false),
+        Field::new("rows_before", DataType::Int64, false),
+    ]))
+}
+
+fn files_schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![Field::new(
+        "source_file",
+        DataType::Utf8,
+        false,
+    )]))
+}
+
+async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql).await?.collect().await
+}
+
+fn strings(batches: &[RecordBatch], col: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = cast(b.column(col), &DataType::Utf8)?;
+        let c = c.as_string::<i32>();
+        out.extend(
+            (0..c.len())
+                .filter(|&i| c.is_valid(i))
+                .map(|i| c.value(i).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+fn micros(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i64>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = cast(b.column(col), &utc())?;
+        let c = c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    Ok(out)
+}
+
+fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+fn sql_ts(micros: i64) -> String {
+    format!(
+        "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
+        mrs_core::identity::rfc3339_utc_micros(micros)
+    )
+}
+
+/// Fingerprint of the inputs other than sales that detection depends on.
+async fn inputs_fingerprint(ctx: &SessionContext) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    for sql in [
+        "SELECT store_id, region FROM stores ORDER BY store_id, region",
+        "SELECT DISTINCT sku FROM skus ORDER BY sku",
+        "SELECT day, region FROM holidays ORDER BY day, region",
+        "SELECT step_us, phase_us FROM sales_grid",
+    ] {
+        let batches = collect(ctx, sql).await?;
+        hasher.update(pretty_format_batches(&batches)?.to_string().as_bytes());
+        hasher.update(b"\n");
+    }
+    Ok(hasher.finalize().to_hex()[..16].to_string())
+}
+
+/// Registers `detector_checkpoint` and `detector_checkpoint_files` (empty before the first run),
+/// decides which stores resume (`detector_checkpoint_valid`) and defines `detect_sales`.
+/// Returns the number of resuming stores.
+pub async fn prepare(
+    ctx: &SessionContext,
+    lake: &Lake,
+    options: &RunOptions,
+    detector: &str,
+) -> Result<usize> {
+    for (table, path, schema) in [
+        ("detector_checkpoint", CHECKPOINT, checkpoint_schema()),
+        (
+            "detector_checkpoint_files",
+            CHECKPOINT_FILES,
+            files_schema(),
+        ),
+    ] {
+        let folder = path.rsplit_once('/').map_or(path, |(d, _)| d);
+        if lake.list_parquet(folder).await?.is_empty() {
+            ctx.register_table(table, Arc::new(MemTable::try_new(schema, vec![vec![]])?))?;
+        } else {
+            ctx.register_parquet(
+                table,
+                lake.folder_url(folder),
+                datafusion::prelude::ParquetReadOptions::default().schema(&schema),
+            )
+            .await?;
+        }
+    }
+    let inputs = inputs_fingerprint(ctx).await?;
+    ctx.register_table(
+        "stage_detector",
+        Arc::new(MemTable::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "version",
+                DataType::Utf8,
+                false,
+            )])),
+            vec![vec![RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new(
+                    "version",
+                    DataType::Utf8,
+                    false,
+                )])),
+                vec![Arc::new(StringArray::from(vec![detector]))],
+            )?]],
+        )?),
+    )?;
+    // The sales files as this run starts: what its checkpoint will say it has seen (a file
+    // arriving during the run is left for the next one to check).
+    let files_now = strings(
+        &collect(
+            ctx,
+            "SELECT DISTINCT CAST(source_file AS VARCHAR) FROM sales_raw ORDER BY 1",
+        )
+        .await?,
+        0,
+    )?;
+    ctx.register_table(
+        "detector_files_now",
+        Arc::new(MemTable::try_new(
+            files_schema(),
+            vec![vec![RecordBatch::try_new(
+                files_schema(),
+                vec![Arc::new(StringArray::from(files_now.clone()))],
+            )?]],
+        )?),
+    )?;
+    let cps = collect(
+        ctx,
+        &format!(
+            "SELECT store_id, read_from, resume_from, covered_to FROM detector_checkpoint \
+             WHERE detector = {} AND inputs = {} ORDER BY store_id",
+            sql_string(detector),
+            sql_string(&inputs)
+        ),
+    )
+    .await?;
+    let (stores, read_from, resume_from, covered_to) = (
+        strings(&cps, 0)?,
+        micros(&cps, 1)?,
+        micros(&cps, 2)?,
+        micros(&cps, 3)?,
+    );
+    let mut valid: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    if !options.full && !stores.is_empty() {
+        let seen: BTreeSet<String> = strings(
+            &collect(ctx, "SELECT source_file FROM detector_checkpoint_files").await?,
+            0,
+        )?
+        .into_iter()
+        .collect();
+        let now: BTreeSet<String> = files_now.iter().cloned().collect();
+        // A file the checkpoint saw is gone: its rows' removal changed the past.
+        if seen.is_subset(&now) {
+            let new: Vec<String> = now.difference(&seen).map(|f| sql_string(f)).collect();
+            let mut earliest_new: BTreeMap<String, i64> = BTreeMap::new();
+            if !new.is_empty() {
+                let b = collect(
+                    ctx,
+                    &format!(
+                        "SELECT store_id, min(ts) FROM sales WHERE source_file IN ({}) \
+                         AND store_id IS NOT NULL GROUP BY store_id",
+                        new.join(", ")
+                    ),
+                )
+                .await?;
+                for (s, t) in strings(&b, 0)?.into_iter().zip(micros(&b, 1)?) {
+                    if let Some(t) = t {
+                        earliest_new.insert(s, t);
+                    }
+                }
+            }
+            for (i, store) in stores.iter().enumerate() {
+                let (Some(read), Some(resume), Some(covered)) =
+                    (read_from[i], resume_from[i], covered_to[i])
+                else {
+                    continue;
+                };
+                let hidden = options.as_of_micros.is_some_and(|h| covered > h);
+                let late = earliest_new.get(store).is_some_and(|&t| t < resume);
+                if !hidden && !late {
+                    valid.insert(store.clone(), (read, resume));
+                }
+            }
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("store_id", DataType::Utf8, false),
+        Field::new("read_from", utc(), false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(valid.keys())),
+            Arc::new(
+                TimestampMicrosecondArray::from_iter_values(valid.values().map(|v| v.0))
+                    .with_timezone("UTC"),
+            ),
+        ],
+    )?;
+    ctx.register_table(
+        "detector_checkpoint_valid",
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    // The clean sales detection reads, with literal bounds DataFusion can push down.
+    let scope = match valid.values().map(|v| v.0).min() {
+        None => "true".to_string(),
+        Some(from) => {
+            let full: Vec<String> = strings(
+                &collect(
+                    ctx,
+                    "SELECT DISTINCT store_id FROM stores ORDER BY store_id",
+                )
+                .await?,
+                0,
+            )?
+            .into_iter()
+            .filter(|s| !valid.contains_key(s))
+            .map(|s| sql_string(&s))
+            .collect();
+            if full.is_empty() {
+                format!("ts >= {}", sql_ts(from))
+            } else {
+                format!(
+                    "(ts >= {} OR store_id IN ({}))",
+                    sql_ts(from),
+                    full.join(", ")
+                )
+            }
+        }
+    };
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW detect_sales AS SELECT * FROM sales_clean WHERE {scope}"
+    ))
+    .await?
+    .collect()
+    .await?;
+    ctx.register_table(
+        "detector_inputs",
+        Arc::new(MemTable::try_new(
+            Arc::new(Schema::new(vec![Field::new(
+                "inputs",
+                DataType::Utf8,
+                false,
+            )])),
+            vec![vec![RecordBatch::try_new(
+                Arc::new(Schema::new(vec![Field::new(
+                    "inputs",
+                    DataType::Utf8,
+                    false,
+                )])),
+                vec![Arc::new(StringArray::from(vec![inputs]))],
+            )?]],
+        )?),
+    )?;
+    Ok(valid.len())
+}
+
+/// Replaces the detector checkpoints with this run's, after its logs and feeds are written (a
+/// checkpoint must never be ahead of the logs: a resumed run only recomputes reports from its
+/// resume point on). The checkpoint goes first, then the list of sales files it has seen: a
+/// run killed between the two leaves an older list, which can only make the next run treat
+/// more rows as late and recompute more.
+pub async fn write(ctx: &SessionContext, lake: &Lake) -> Result<()> {
+    let store = lake.store();
+    let checkpoint_query = "SELECT o.store_id, v.version AS detector, i.inputs, \
+         o.out['checkpoint'] AS checkpoint, o.out['read_from'] AS read_from, \
+         o.out['resume_from'] AS resume_from, o.out['covered_to'] AS covered_to, \
+         o.out['rows_before'] AS rows_before \
+         FROM stage_detect_out o CROSS JOIN stage_detector v CROSS JOIN detector_inputs i \
+         WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id";
+    let files_query = "SELECT source_file FROM detector_files_now ORDER BY source_file";
+    for (name, path, query) in [
+        ("checkpoint", CHECKPOINT, checkpoint_query),
+        ("files", CHECKPOINT_FILES, files_query),
+    ] {
+        let staged = format!("state/_staging/detector_{name}.parquet");
+        run_statement(
+            ctx,
+            &format!(
+                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
+                lake.url()
+            ),
+        )
+        .await?;
+        store
+            .rename(&lake.path(&staged), &lake.path(path))
+            .await
+            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+    }
+    Ok(())
+}
