@@ -4,11 +4,14 @@
 -- give as many), once: a rerun skips rows whose hash the log already holds. The hash includes
 -- the row's file, so the same bad row delivered again in a new file is logged again. A row
 -- superseded by a later correction is logged when the correction arrives.
--- run_context (run_id, as_of, written_at, weekend) is a one-row table the runner provides.
+-- run_context (run_id, as_of, written_at, weekend) is a one-row table the runner provides, and
+-- so is `quarantine_sales`: `sales_checked` bounded to the rows that can have a new reason
+-- since the last run (README "Incremental runs"; every row on a first run or when the stores,
+-- SKUs, holidays, grid or file set changed).
 CREATE OR REPLACE TABLE stage_quarantine AS
 SELECT 'sales' AS table_name, reason, retailer_id, store_id, sku, ts, units,
        mrs_content_hash(reason, retailer_id, store_id, sku, ts, units, revenue, source_file) AS row_hash
-FROM sales_checked
+FROM quarantine_sales
 WHERE reason IS NOT NULL;
 
 INSERT INTO quarantine_log

@@ -14,8 +14,10 @@
 //! | a file the checkpoint saw is gone | the file listing |
 //! | a file it has not seen holds a row of the store before its `resume_from` (a late correction) | the new files' rows only |
 //!
-//! It then registers `detector_checkpoint_valid` (the resuming stores) and the view
-//! `detect_sales`: the clean sales a detection needs, with *literal* bounds (a time bound
+//! It then registers `detector_checkpoint_valid` (the resuming stores), the view
+//! `quarantine_sales` (the rows that can have a new quarantine reason: those from the earliest
+//! bucket of the new files, or the earliest `covered_to`, on, when the inputs fingerprint is
+//! the same and no file is gone; all rows otherwise) and the view `detect_sales`: the clean sales a detection needs, with *literal* bounds (a time bound
 //! below every resuming store's `read_from`, or the stores detected from their whole history)
 //! so that DataFusion prunes the Parquet files and pushes the bound below the duplicate and
 //! correction checks of `sales_checked`, instead of computing those over the whole history.
@@ -206,49 +208,88 @@ pub async fn prepare(
         micros(&cps, 2)?,
         micros(&cps, 3)?,
     );
-    let mut valid: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    if !options.full && !stores.is_empty() {
-        let seen: BTreeSet<String> = strings(
-            &collect(ctx, "SELECT source_file FROM detector_checkpoint_files").await?,
-            0,
-        )?
-        .into_iter()
-        .collect();
-        let now: BTreeSet<String> = files_now.iter().cloned().collect();
-        // A file the checkpoint saw is gone: its rows' removal changed the past.
-        if seen.is_subset(&now) {
-            let new: Vec<String> = now.difference(&seen).map(|f| sql_string(f)).collect();
-            let mut earliest_new: BTreeMap<String, i64> = BTreeMap::new();
-            if !new.is_empty() {
-                let b = collect(
-                    ctx,
-                    &format!(
-                        "SELECT store_id, min(ts) FROM sales WHERE source_file IN ({}) \
-                         AND store_id IS NOT NULL GROUP BY store_id",
-                        new.join(", ")
-                    ),
-                )
-                .await?;
-                for (s, t) in strings(&b, 0)?.into_iter().zip(micros(&b, 1)?) {
-                    if let Some(t) = t {
-                        earliest_new.insert(s, t);
-                    }
-                }
+    // What changed since the last run: the files it had not seen, unless its inputs
+    // fingerprint differs or one of its files is gone (then the past itself changed).
+    let seen: BTreeSet<String> = strings(
+        &collect(ctx, "SELECT source_file FROM detector_checkpoint_files").await?,
+        0,
+    )?
+    .into_iter()
+    .collect();
+    let now: BTreeSet<String> = files_now.iter().cloned().collect();
+    let same_inputs = !strings(
+        &collect(
+            ctx,
+            &format!(
+                "SELECT DISTINCT inputs FROM detector_checkpoint WHERE inputs = {}",
+                sql_string(&inputs)
+            ),
+        )
+        .await?,
+        0,
+    )?
+    .is_empty();
+    let comparable = !options.full && !seen.is_empty() && seen.is_subset(&now) && same_inputs;
+    let mut earliest_new: BTreeMap<String, i64> = BTreeMap::new();
+    let mut earliest_any: Option<i64> = None;
+    let new: Vec<String> = now.difference(&seen).map(|f| sql_string(f)).collect();
+    if comparable && !new.is_empty() {
+        let list = new.join(", ");
+        let b = collect(
+            ctx,
+            &format!(
+                "SELECT store_id, min(ts) FROM sales WHERE source_file IN ({list}) \
+                 AND store_id IS NOT NULL GROUP BY store_id"
+            ),
+        )
+        .await?;
+        for (s, t) in strings(&b, 0)?.into_iter().zip(micros(&b, 1)?) {
+            if let Some(t) = t {
+                earliest_new.insert(s, t);
             }
-            for (i, store) in stores.iter().enumerate() {
-                let (Some(read), Some(resume), Some(covered)) =
-                    (read_from[i], resume_from[i], covered_to[i])
-                else {
-                    continue;
-                };
-                let hidden = options.as_of_micros.is_some_and(|h| covered > h);
-                let late = earliest_new.get(store).is_some_and(|&t| t < resume);
-                if !hidden && !late {
-                    valid.insert(store.clone(), (read, resume));
-                }
+        }
+        let b = collect(
+            ctx,
+            &format!("SELECT min(ts) FROM sales WHERE source_file IN ({list})"),
+        )
+        .await?;
+        earliest_any = micros(&b, 0)?.into_iter().flatten().next();
+    }
+    let mut valid: BTreeMap<String, (i64, i64)> = BTreeMap::new();
+    if comparable {
+        for (i, store) in stores.iter().enumerate() {
+            let (Some(read), Some(resume), Some(covered)) =
+                (read_from[i], resume_from[i], covered_to[i])
+            else {
+                continue;
+            };
+            let hidden = options.as_of_micros.is_some_and(|h| covered > h);
+            let late = earliest_new.get(store).is_some_and(|&t| t < resume);
+            if !hidden && !late {
+                valid.insert(store.clone(), (read, resume));
             }
         }
     }
+    // The quarantine stage logs rows whose reason is new: with the same inputs and no file
+    // gone, only rows sharing a bucket with the new files' rows can have one, or rows the last
+    // run did not see (hidden by its --as-of: from its earliest `covered_to` on).
+    let covered = micros(
+        &collect(ctx, "SELECT min(covered_to) FROM detector_checkpoint").await?,
+        0,
+    )?
+    .into_iter()
+    .flatten()
+    .next();
+    let quarantine_scope = match (comparable, earliest_any.into_iter().chain(covered).min()) {
+        (true, Some(t)) => format!("(ts IS NULL OR ts >= {})", sql_ts(t)),
+        _ => "true".to_string(),
+    };
+    ctx.sql(&format!(
+        "CREATE OR REPLACE VIEW quarantine_sales AS SELECT * FROM sales_checked WHERE {quarantine_scope}"
+    ))
+    .await?
+    .collect()
+    .await?;
     let schema = Arc::new(Schema::new(vec![
         Field::new("store_id", DataType::Utf8, false),
         Field::new("read_from", utc(), false),
