@@ -280,12 +280,19 @@ pub async fn prepare(
     .into_iter()
     .flatten()
     .next();
-    let quarantine_scope = match (comparable, earliest_any.into_iter().chain(covered).min()) {
-        (true, Some(t)) => format!("(ts IS NULL OR ts >= {})", sql_ts(t)),
-        _ => "true".to_string(),
+    // NULL timestamps are never contested: those rows come straight from the screening, and
+    // the time bound stays a plain literal DataFusion pushes below the duplicate checks.
+    let quarantine_sql = match (comparable, earliest_any.into_iter().chain(covered).min()) {
+        (true, Some(t)) => format!(
+            "SELECT * FROM sales_checked WHERE ts >= {} \
+             UNION ALL SELECT retailer_id, store_id, sku, ts, units, revenue, source_file, reason, \
+             warning FROM sales_screened WHERE ts IS NULL",
+            sql_ts(t)
+        ),
+        _ => "SELECT * FROM sales_checked".to_string(),
     };
     ctx.sql(&format!(
-        "CREATE OR REPLACE VIEW quarantine_sales AS SELECT * FROM sales_checked WHERE {quarantine_scope}"
+        "CREATE OR REPLACE VIEW quarantine_sales AS {quarantine_sql}"
     ))
     .await?
     .collect()
