@@ -242,7 +242,15 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     // as_of: the given instant, else the latest bucket of sales seen.
     let as_of = match options.as_of_micros {
         Some(t) => Some(t),
-        None => scalar_ts(&ctx, "SELECT max(ts) FROM sales_clean").await?,
+        // The latest usable bucket: of the screened rows (a contested bucket keeps one row, so
+        // this equals sales_clean's, without its duplicate checks over the whole history).
+        None => {
+            scalar_ts(
+                &ctx,
+                "SELECT max(ts) FROM sales_screened WHERE reason IS NULL",
+            )
+            .await?
+        }
     };
     let written_at = chrono::Utc::now().timestamp_micros();
     let as_of_value = as_of.unwrap_or(written_at);
