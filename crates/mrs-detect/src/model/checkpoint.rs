@@ -148,7 +148,15 @@ impl StoreCheckpoint {
         let rows_before_first = r.u64()?;
         let rows_before_resume = r.u64()?;
         let n = r.len()?;
-        let decided = r.take(n)?.iter().map(|&b| b != 0).collect();
+        let decided = r
+            .take(n)?
+            .iter()
+            .map(|&b| match b {
+                0 => Ok(false),
+                1 => Ok(true),
+                _ => Err(CheckpointError("a decided flag is not 0 or 1".into())),
+            })
+            .collect::<Result<Vec<bool>, _>>()?;
         let store_baseline = r.f64s()?;
         let store = r.series()?;
         let n_skus = r.len()?;
@@ -461,6 +469,12 @@ mod tests {
         let mut other = bytes.clone();
         other[7] = b'9';
         assert!(StoreCheckpoint::decode(&other).is_err());
+        // one encoding per state: a flag byte other than 0 or 1 is refused (found by fuzzing)
+        let flags_at = 8 + 8 * 10;
+        let mut flag = bytes.clone();
+        assert_eq!(flag[flags_at], 0);
+        flag[flags_at] = 2;
+        assert!(StoreCheckpoint::decode(&flag).is_err());
         let mut longer = bytes.clone();
         longer.push(0);
         assert!(StoreCheckpoint::decode(&longer).is_err());
