@@ -75,7 +75,7 @@ SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_star
        d.actual_units, d.baseline_units, d.excess_units, d.noise_units, d.magnitude,
        d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
        d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
-       d.dq_negative_count, 'mrs-detect 0.3' AS detector_version, d.content_hash,
+       d.dq_negative_count, 'mrs-detect 0.4' AS detector_version, d.content_hash,
        rc.run_id, rc.written_at, d.alerted_at
 FROM stage_detected d
 CROSS JOIN run_context rc
