@@ -17,9 +17,11 @@
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
 //!
-//! *Anomalies do not pollute history*: a flagged bucket (`abs(z) >= z_alert`) enters the
-//! seasonal history and the scale residuals clipped to the alert band
-//! (`a^-1(a(b_ref) ± z_alert * scale)`), not with its raw value.
+//! *Anomalies do not pollute history*: a bucket with `abs(z) >= c`, `c = min(3, z_alert)`
+//! ([`HISTORY_CLIP`]), enters the seasonal history and the scale residuals clipped to that
+//! band (`g^-1(g(b_ref) ± c * scale)`), not with its raw value; clipping below the alert
+//! threshold also keeps anomalies too weak to alert (on a lenient early baseline) out of the
+//! lags they would otherwise dominate weeks later.
 //!
 //! *Level shifts are absorbed after a bounded time*: the level correction is a median of raw
 //! ratios over the last `L` buckets, so an anomaly shorter than `L / 2` buckets cannot move
@@ -56,6 +58,10 @@ pub const MIN_SEASONS: usize = 2;
 const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
 /// Standard deviations from the median of the seasonal lags at which they are winsorised.
 const LAG_CLIP: f64 = 2.0;
+/// |z| beyond which a value enters the history (seasonal values, scale residuals) clipped to
+/// that band (Huber-style cleaning): an anomaly too weak to alert on a baseline from two or
+/// three weeks, left raw, would be half of the baseline weeks later when fewer lags remain.
+const HISTORY_CLIP: f64 = 3.0;
 /// |z| from which the exact count tail is consulted (below, the two agree).
 const COUNT_TAIL_FROM: f64 = 2.0;
 /// Minimum residuals before the scale is estimated from data.
@@ -382,8 +388,9 @@ impl Scorer {
             if m >= 0.0 && yt >= 0.0 {
                 self.ratio[t] = (yt + 1.0) / (m + 1.0);
             }
-            self.clean[t] = if z.abs() >= z_alert {
-                inverse_nb_transform(gb + z.signum() * z_alert * scale, kappa)
+            let z_clip = HISTORY_CLIP.min(z_alert);
+            self.clean[t] = if z.abs() >= z_clip {
+                inverse_nb_transform(gb + z.signum() * z_clip * scale, kappa)
             } else {
                 yt
             };
