@@ -369,7 +369,15 @@ impl Scorer {
             // The level correction is itself an estimate: a value between the seasonal mean and
             // the corrected baseline is consistent with one of them (the end of an absorbed
             // shift returns to `m` and is no drop), so z is taken against the nearer one.
-            let b_ref = yt.clamp(b.min(m), b.max(m));
+            // (Compared rather than `clamp`ed: `clamp` panics on a NaN bound.)
+            let (lo, hi) = (b.min(m), b.max(m));
+            let b_ref = if yt > hi {
+                hi
+            } else if yt < lo {
+                lo
+            } else {
+                yt
+            };
             let gb = nb_transform(b_ref, kappa);
             let mut z = (nb_transform(yt, kappa) - gb) / scale;
             if z.abs() >= COUNT_TAIL_FROM
