@@ -11,6 +11,7 @@
 //! | [`upper_tail`] | `P(Y >= y)`, summed upward from `pmf(floor(y))` until terms vanish (geometric remainder bound) |
 //! | [`lower_tail`] | `P(Y <= y)`, summed downward from `pmf(ceil(y))` |
 //! | [`tail_z`] | `Phi^-1(1 - p)` by Acklam's rational approximation with one Halley step; `p = 0` gives `+inf` |
+//! | [`predictive_z`] | the tail z under the posterior predictive of a count whose mean is known through `n` past counts: beta negative binomial (Jeffreys `Beta(1/2, 1/2)` prior on `mu / (mu + r)`), Poisson-gamma at `kappa = 0`; lower tail summed downward from `pmf(ceil(y))`, upper tail as the complement of the cdf below `floor(y)` (or, where that cancels below 1e-9, the first [`MAX_TERMS`] terms upward, a lower bound) |
 //!
 //! Fractional counts are rounded toward the mean (conservative). Cost: O(terms until the tail
 //! is below 1e-13 of its sum), at most [`MAX_TERMS`]; `None` when the count is out of reach
@@ -179,6 +180,125 @@ pub fn count_z(y: f64, mu: f64, kappa: f64) -> Option<f64> {
     }
 }
 
+/// Prior pseudo-counts `(a0, b0)` of the `Beta(a0, b0)` prior on the negative binomial's
+/// success probability in [`predictive_z`] (Jeffreys' `Beta(1/2, 1/2)`; for Poisson counts it
+/// is Jeffreys' `mu^(-1/2)` prior on the rate).
+const PRIOR: (f64, f64) = (0.5, 0.5);
+
+/// The posterior predictive distribution of the next count `Y` when its mean is only known
+/// through `n` past counts summing to `s`, each negative binomial with size `r = 1 / kappa`
+/// (Poisson at `kappa = 0`).
+/// With `q = mu / (mu + r)` the past counts' likelihood is `q^s (1 - q)^(n r)`, so under a
+/// `Beta(a0, b0)` prior `q ~ Beta(s + a0, n r + b0)` and `Y` is beta negative binomial:
+/// `pmf(k) = C(k + r - 1, k) B(alpha + k, beta + r) / B(alpha, beta)`, whose right tail is
+/// polynomial (`k^-(beta + 1)`), not exponential: a mean estimated from two or three sparse
+/// weeks may well be several times too low. At `kappa = 0` it is the Poisson-gamma
+/// predictive, a negative binomial with size `s + a0` and mean `(s + a0) / n`.
+#[derive(Debug, Clone, Copy)]
+struct Predictive {
+    r: f64,
+    alpha: f64,
+    beta: f64,
+    /// `ln B(alpha, beta) + ln Gamma(r)`, shared by every term.
+    ln_norm: f64,
+}
+
+impl Predictive {
+    fn new(s: f64, n: usize, kappa: f64) -> Option<Self> {
+        if n == 0 || !(s.is_finite() && s >= 0.0 && kappa.is_finite() && kappa > 1e-9) {
+            return None;
+        }
+        let r = 1.0 / kappa;
+        let alpha = s + PRIOR.0;
+        let beta = n as f64 * r + PRIOR.1;
+        let ln_norm = ln_gamma(alpha) + ln_gamma(beta) - ln_gamma(alpha + beta) + ln_gamma(r);
+        Some(Self {
+            r,
+            alpha,
+            beta,
+            ln_norm,
+        })
+    }
+
+    fn ln_pmf(&self, k: f64) -> f64 {
+        let (a, b, r) = (self.alpha, self.beta, self.r);
+        ln_gamma(k + r) - ln_gamma(k + 1.0) + ln_gamma(a + k) + ln_gamma(b + r)
+            - ln_gamma(a + b + r + k)
+            - self.ln_norm
+    }
+
+    /// `pmf(k + 1) / pmf(k)`.
+    fn ratio_up(&self, k: f64) -> f64 {
+        (k + self.r) / (k + 1.0) * (self.alpha + k) / (self.alpha + self.beta + self.r + k)
+    }
+
+    /// `P(Y <= k0)`, summed downward from `pmf(k0)` (at most [`MAX_TERMS`] terms).
+    fn cdf(&self, k0: f64) -> Option<f64> {
+        if k0 as usize >= MAX_TERMS {
+            return None;
+        }
+        let mut term = self.ln_pmf(k0).exp();
+        let mut sum = 0.0;
+        let mut k = k0;
+        loop {
+            sum += term;
+            if k < 1.0 {
+                break;
+            }
+            term /= self.ratio_up(k - 1.0);
+            k -= 1.0;
+        }
+        Some(sum.min(1.0))
+    }
+
+    /// `P(Y >= k0)`: the complement of the cdf below `k0`, or where that cancels, the sum of
+    /// the first [`MAX_TERMS`] terms from `pmf(k0)` (a lower bound; the polynomial tail has no
+    /// geometric remainder bound).
+    fn upper(&self, k0: f64) -> Option<f64> {
+        if k0 <= 0.0 {
+            return Some(1.0);
+        }
+        let complement = 1.0 - self.cdf(k0 - 1.0)?;
+        if complement > 1e-9 {
+            return Some(complement.min(1.0));
+        }
+        let mut term = self.ln_pmf(k0).exp();
+        let mut sum = 0.0;
+        let mut k = k0;
+        for _ in 0..MAX_TERMS {
+            sum += term;
+            term *= self.ratio_up(k);
+            k += 1.0;
+            if term <= 1e-13 * sum {
+                break;
+            }
+        }
+        Some(sum.max(complement).min(1.0))
+    }
+}
+
+/// The tail z of count `y` under the posterior predictive distribution of a count whose mean
+/// `b` was estimated from `n` past counts (their sum taken as `n b`), with dispersion `kappa`
+/// (see [`Predictive`]). Positive above the predictive median side of `b` (from `P(Y >= y)`),
+/// negative below (from `P(Y <= y)`); fractional counts are rounded toward `b`; `None` when not
+/// computable (then callers keep their z).
+pub fn predictive_z(y: f64, b: f64, kappa: f64, n: usize) -> Option<f64> {
+    if !(y.is_finite() && y >= 0.0 && b.is_finite() && b >= 0.0) || n == 0 {
+        return None;
+    }
+    let s = n as f64 * b;
+    let Some(p) = Predictive::new(s, n, kappa) else {
+        // Poisson counts: the Poisson-gamma predictive.
+        let size = s + PRIOR.0;
+        return count_z(y, size / n as f64, 1.0 / size);
+    };
+    if y >= b {
+        p.upper(y.floor()).map(tail_z)
+    } else {
+        p.cdf(y.ceil()).map(|q| -tail_z(q))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,6 +333,37 @@ mod tests {
         assert!(poisson > 10.0, "{poisson}");
         assert!(nb > 2.5 && nb < 4.5, "{nb}");
         assert!(count_z(0.0, 10.0, 0.0).expect("z") < -3.0);
+    }
+
+    #[test]
+    fn predictive_tails_sum_to_one_and_are_heavier_with_fewer_lags() {
+        let p = Predictive::new(6.0, 2, 0.5).expect("predictive");
+        let total = p.cdf(4000.0).expect("cdf");
+        assert!((total - 1.0).abs() < 1e-6, "{total}");
+        let (u, l) = (p.upper(5.0).expect("u"), p.cdf(4.0).expect("l"));
+        assert!((u + l - 1.0).abs() < 1e-12);
+        // Mean r alpha / (beta - 1).
+        let mean: f64 = (0..4000)
+            .map(|k| f64::from(k) * p.ln_pmf(f64::from(k)).exp())
+            .sum();
+        assert!((mean - 2.0 * 6.5 / 3.5).abs() < 1e-3, "{mean}");
+        // 67 units against two lags averaging 1 (kappa 0.67): unusual, not a 9-sigma event;
+        // the same count against four lags averaging 1 is far stranger.
+        let two = predictive_z(67.0, 1.0, 0.67, 2).expect("z");
+        let four = predictive_z(67.0, 1.0, 0.67, 4).expect("z");
+        assert!(two < 5.0 && two > 2.0, "{two}");
+        assert!(four > two, "{four} vs {two}");
+        // Many lags: close to the plain negative binomial tail.
+        let many = predictive_z(30.0, 10.0, 0.1, 400).expect("z");
+        let nb = count_z(30.0, 10.0, 0.1).expect("z");
+        assert!((many - nb).abs() < 0.1, "{many} vs {nb}");
+        // Poisson (kappa 0): the Poisson-gamma predictive; drops are negative.
+        let z = predictive_z(0.0, 20.0, 0.0, 4).expect("z");
+        assert!(z < -3.0, "{z}");
+        assert!(predictive_z(3.0, 1.0, 0.3, 0).is_none());
+        assert!(predictive_z(f64::NAN, 1.0, 0.3, 2).is_none());
+        // A zero against a zero history is not surprising in either direction.
+        assert!(predictive_z(0.0, 0.0, 0.3, 2).is_some_and(|z| z <= 0.0));
     }
 
     #[test]

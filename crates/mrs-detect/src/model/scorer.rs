@@ -9,16 +9,19 @@
 //! | seasonal level | `m` = mean of those values winsorised at their median `± 2 sd` (`sd = scale * sqrt(med + kappa med^2)`): the median of a few skewed counts sits well below their mean, and the winsorising bounds a past anomaly's pull to `2 sd / K` |
 //! | level correction | `f = median((y_j + 1) / (m_j + 1))` over the last `L` scored buckets (raw values) since the season in use was adopted; `L = clamp(2 S / 7, 12, S)` (48 for hourly data with a weekly season, 12 with a daily one), none when `S = 1`; `f = 1` until `max(6, L / 2)` ratios exist; recomputed every `max(1, L / 48)` buckets |
 //! | baseline | `b = m * f` |
-//! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the last [`DISPERSION_WINDOWS`] scale windows (four weeks), see [`fit_dispersion`]; shrunk by one standard error of its estimate, 0 (Poisson) when the busier half of the buckets is not noisier by more than that |
+//! | dispersion | `kappa` of a negative binomial (`var = mu + kappa mu^2`), fitted once per day on the Anscombe residuals of the last [`DISPERSION_WINDOWS`] scale windows (four weeks) whose expected value is positive (a residual against 0 is 0 whatever `kappa` is), see [`fit_dispersion`]; shrunk by one standard error of its estimate, 0 (Poisson) when the busier half of the buckets is not noisier by more than that |
 //! | transform | `g = ` [`nb_transform`]`(., kappa)`: variance-stabilising for that negative binomial (Anscombe when `kappa = 0`, log-like for large counts, so overdispersed tails are not anomalies) |
 //! | scale | `max(1, sqrt(median(r^2) / 0.4549))` of the residuals `g(y_j) - g(ref_j)` of the trailing window, recomputed once per day; 1 (the Poisson value) with fewer than 8 residuals |
-//! | z | `(g(y) - g(b)) / scale`; beyond 2 in absolute value, no further from 0 than the exact negative-binomial tail z of `y` against `b` ([`super::counts`]: an exponential tail is not a Gaussian one), with the dispersion of the predictive distribution ([`predictive_kappa`]: `b` is itself an estimate from `K` counts) |
+//! | reference | `b_ref` = `y` clamped to `[min(m, b), max(m, b)]`: the level correction is itself an estimate, so a value between the seasonal mean and the corrected baseline is consistent with one of them and is measured against the nearer (the end of an absorbed shift, back at `m`, is no drop; a deflated level of a skewed product does not lower the bar for spikes) |
+//! | z | `(g(y) - g(b_ref)) / scale`; beyond 2 in absolute value, no further from 0 than the tail z of `y` under the posterior predictive distribution of a count whose mean is known only through the `n` seasonal values behind `b_ref` ([`super::counts::predictive_z`]: beta negative binomial, Poisson-gamma at `kappa = 0`; its right tail is polynomial, so a mean drawn from two sparse weeks that happens to be low does not make a busy hour a 9-sigma event) |
 //! | score | `clamp(abs(z) / (2 z_alert), 0, 1)`: 0.5 is the alert threshold, 1 is twice it |
 //! | raw variance | `scale^2 * (abs(b) + 3/8)` (delta method: `dy/da = sqrt(y + 3/8)`), summable for store totals |
 //!
-//! *Anomalies do not pollute history*: a flagged bucket (`abs(z) >= z_alert`) enters the
-//! seasonal history and the scale residuals clipped to the alert band
-//! (`a^-1(a(b) ± z_alert * scale)`), not with its raw value.
+//! *Anomalies do not pollute history*: a bucket with `abs(z) >= c`, `c = min(3, z_alert)`
+//! ([`HISTORY_CLIP`]), enters the seasonal history and the scale residuals clipped to that
+//! band (`g^-1(g(b_ref) ± c * scale)`), not with its raw value; clipping below the alert
+//! threshold also keeps anomalies too weak to alert (on a lenient early baseline) out of the
+//! lags they would otherwise dominate weeks later.
 //!
 //! *Level shifts are absorbed after a bounded time*: the level correction is a median of raw
 //! ratios over the last `L` buckets, so an anomaly shorter than `L / 2` buckets cannot move
@@ -26,6 +29,8 @@
 //! `floor(L / 2) + max(1, L / 48) + 1` scored buckets after it starts (26 hours for hourly data
 //! with a weekly season, 5 days for daily data; with a season of 1 the trailing median of
 //! the last 4 buckets absorbs a shift after 3 buckets).
+//! Its end is no anomaly either: values back at the seasonal mean `m` lie inside the
+//! reference interval while the level still carries the shift.
 //!
 //! *Warm-up*: nothing is scored before two full seasons of history; during the second season
 //! the differences `(a(y_t) - a(y_{t-S})) / sqrt(4/3)` seed the scale so the first scored
@@ -37,7 +42,7 @@
 //! Cost: `O(n * (K + L / max(1, L/48) + W / per_day))` time (about `O(7 n)` to `O(50 n)`),
 //! `O(n)` memory, no allocation per bucket (scratch buffers are reused across series).
 
-use super::counts::count_z;
+use super::counts::predictive_z;
 use super::grid::SeasonPlan;
 use super::robust::{anscombe, inverse_nb_transform, median_in_place, nb_transform, small_median};
 
@@ -53,6 +58,10 @@ pub const MIN_SEASONS: usize = 2;
 const WARMUP_DIFF_SCALE: f64 = 1.154_700_538_379_251_5;
 /// Standard deviations from the median of the seasonal lags at which they are winsorised.
 const LAG_CLIP: f64 = 2.0;
+/// |z| beyond which a value enters the history (seasonal values, scale residuals) clipped to
+/// that band (Huber-style cleaning): an anomaly too weak to alert on a baseline from two or
+/// three weeks, left raw, would be half of the baseline weeks later when fewer lags remain.
+const HISTORY_CLIP: f64 = 3.0;
 /// |z| from which the exact count tail is consulted (below, the two agree).
 const COUNT_TAIL_FROM: f64 = 2.0;
 /// Minimum residuals before the scale is estimated from data.
@@ -86,21 +95,25 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     if n < 4 {
         return (1.0, 0.0);
     }
+    // A residual against an expected value of 0 says nothing about the dispersion: it is 0
+    // whatever `kappa` is, and night hours of a best seller would otherwise make the low half's
+    // median 0 and the fit give up (`kappa = 0`, Poisson tails for its busy hours).
+    let informative = |j: usize| b[j] > 0.0;
     tmp.clear();
-    tmp.extend(b[..n].iter().map(|v| v.max(0.0)));
+    tmp.extend((0..n).filter(|&j| informative(j)).map(|j| b[j].max(0.0)));
     let b_mid = median_in_place(tmp);
     let half = |hi: bool, tmp: &mut Vec<f64>| {
         tmp.clear();
         tmp.extend(
             (0..n)
-                .filter(|&j| (b[j].max(0.0) > b_mid) == hi)
+                .filter(|&j| informative(j) && (b[j].max(0.0) > b_mid) == hi)
                 .map(|j| r2[j]),
         );
         let (v, cnt) = (median_in_place(tmp) / MEDIAN_CHI2_1, tmp.len());
         tmp.clear();
         tmp.extend(
             (0..n)
-                .filter(|&j| (b[j].max(0.0) > b_mid) == hi)
+                .filter(|&j| informative(j) && (b[j].max(0.0) > b_mid) == hi)
                 .map(|j| b[j].max(0.0)),
         );
         (v, median_in_place(tmp), cnt)
@@ -118,17 +131,6 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     }
     let kappa = ((rho - 1.0) / den).min(MAX_KAPPA);
     ((v_lo / (1.0 + kappa * b_lo)).sqrt(), kappa)
-}
-
-/// Dispersion of the predictive distribution of a count whose mean `b` was estimated from
-/// `n` past counts: the estimate's relative variance `(1 / b + kappa) / n` adds to `kappa`
-/// (a gamma-mixed Poisson whose mixing variance grows by it), so a baseline drawn from two
-/// sparse weeks does not make a busy hour look impossible.
-pub fn predictive_kappa(b: f64, kappa: f64, n: usize) -> f64 {
-    if n == 0 || b.is_nan() || b <= 0.0 {
-        return kappa;
-    }
-    kappa + (1.0 / b + kappa) / n as f64
 }
 
 /// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
@@ -437,10 +439,22 @@ impl Scorer {
                 next_scale_at = t + per_day;
             }
             let b = m * level;
-            let gb = nb_transform(b, kappa);
+            // The level correction is itself an estimate: a value between the seasonal mean and
+            // the corrected baseline is consistent with one of them (the end of an absorbed
+            // shift returns to `m` and is no drop), so z is taken against the nearer one.
+            // (Compared rather than `clamp`ed: `clamp` panics on a NaN bound.)
+            let (lo, hi) = (b.min(m), b.max(m));
+            let b_ref = if yt > hi {
+                hi
+            } else if yt < lo {
+                lo
+            } else {
+                yt
+            };
+            let gb = nb_transform(b_ref, kappa);
             let mut z = (nb_transform(yt, kappa) - gb) / scale;
             if z.abs() >= COUNT_TAIL_FROM
-                && let Some(t) = count_z(yt, b, predictive_kappa(b, kappa, lags_used))
+                && let Some(t) = predictive_z(yt, b_ref, kappa, lags_used)
                 && t * z > 0.0
             {
                 // The exact count tail: an overdispersed product's big hours are rarer than
@@ -455,8 +469,9 @@ impl Scorer {
             if m >= 0.0 && yt >= 0.0 {
                 self.ratio[t] = (yt + 1.0) / (m + 1.0);
             }
-            self.clean[t] = if z.abs() >= z_alert {
-                inverse_nb_transform(gb + z.signum() * z_alert * scale, kappa)
+            let z_clip = HISTORY_CLIP.min(z_alert);
+            self.clean[t] = if z.abs() >= z_clip {
+                inverse_nb_transform(gb + z.signum() * z_clip * scale, kappa)
             } else {
                 yt
             };
@@ -762,6 +777,53 @@ pub(crate) mod tests {
             f.iter().all(|&i| i >= shift && i < shift + bound),
             "flags outside [shift, shift + {bound}): {f:?}"
         );
+    }
+
+    #[test]
+    fn the_end_of_an_absorbed_shift_is_not_a_drop() {
+        // A three-day x3 uplift: found at its start, absorbed by the level correction, and its
+        // end (back to the seasonal mean while the level still says x3) raises nothing.
+        let mut rng = Rng::new(17);
+        let n = 24 * 7 * 6;
+        let (from, to) = (24 * 7 * 4 + 12, 24 * 7 * 4 + 12 + 72);
+        let y: Vec<f64> = (0..n)
+            .map(|t| {
+                let f = if (from..to).contains(&t) { 3.0 } else { 1.0 };
+                rng.poisson(hourly_mean(t, 20.0) * f)
+            })
+            .collect();
+        let mut out = Scores::default();
+        hourly_scorer().score(&y, &mut out);
+        let f = flagged(&out);
+        assert!(
+            f.first().is_some_and(|&i| (from..from + 3).contains(&i)),
+            "{f:?}"
+        );
+        assert!(f.iter().all(|&i| out.z[i] > 0.0 && i < to), "{f:?}");
+    }
+
+    #[test]
+    fn dispersion_ignores_residuals_against_zero() {
+        // A best seller: quiet nights (expected 0, residual 0) and noisy busy hours. Half of
+        // the residuals are exact zeros; the fit must still see the busy hours' spread.
+        let mut rng = Rng::new(3);
+        let (mut r2, mut b) = (Vec::new(), Vec::new());
+        for j in 0..600 {
+            if j % 2 == 0 {
+                r2.push(0.0);
+                b.push(0.0);
+            } else {
+                let mu = if j % 4 == 1 { 2.0 } else { 10.0 };
+                // Anscombe residual sd of a negative binomial: sqrt(1 + kappa mu), kappa 0.67.
+                let u1 = rng.uniform().max(1e-12);
+                let g =
+                    (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * rng.uniform()).cos();
+                r2.push(g * g * (1.0 + 0.67 * mu));
+                b.push(mu);
+            }
+        }
+        let (_, kappa) = fit_dispersion(&r2, &b, &mut Vec::new());
+        assert!(kappa > 0.3 && kappa < 1.2, "{kappa}");
     }
 
     #[test]

@@ -278,7 +278,9 @@ mod tests {
         let t = first.expect("the step is found");
         assert!(t < start + 8, "found at {t}, step starts at {start}");
         let run = runs[t].expect("run");
-        assert!(run.start >= start && run.start <= start + 2, "{run:?}");
+        // The run opens at the first bucket of its span on its side: a noise bucket just
+        // before the step may be that bucket.
+        assert!(run.start + 1 >= start && run.start <= start + 2, "{run:?}");
         // no single bucket reached the alert on its own before the run was found
         assert!(
             (start..t).all(|b| scores.z[b].abs() < 5.0 || t == b),
