@@ -1281,6 +1281,10 @@ fn cohort_kernel_ids_are_stable() {
                             s.dedup();
                             s
                         },
+                        lead_sku: r
+                            .skus
+                            .as_ref()
+                            .and_then(|s| s.iter().find(|k| !k.is_empty()).cloned()),
                         previous_group_id: r.previous.clone(),
                     })
                 })

@@ -1,8 +1,8 @@
 -- Stage 5, cohort: the reports of one underlying event share a report_group_id (a Minority
 -- Event). Ids come from each event's founding report, so they stay stable as events grow; a
 -- merge keeps the earliest founder's id and records the others in merged_from. Only each
--- report's two leading SKUs (by absolute excess) count as shared SKUs: the tail of the top five
--- overlaps by chance across unrelated events.
+-- report's two leading SKUs (by absolute excess, in that order: the first is the report's lead)
+-- count for SKU agreement: the tail of the top five overlaps by chance across unrelated events.
 CREATE OR REPLACE TABLE stage_cohorts AS
 SELECT c['report_id'] AS report_id, c['report_group_id'] AS report_group_id,
        c['group_size'] AS group_size, c['group_confidence'] AS group_confidence,

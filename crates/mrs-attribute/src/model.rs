@@ -60,6 +60,10 @@
 //! | `deep_drop` | `relative_change`, drops only | `-value` | Operational 1.0 |
 //! | `all_skus_affected` | `affected_skus / total_skus` | `(value - 0.3) / 0.5` | Operational 2.0, Data Error 0.5 |
 //! | `isolated` | `co_sku_stores + co_category_other_retailer_nearby + 10 co_retailer_share` (needs one of them) | `1 - value / 3` | Operational 2.0 |
+//! | `dq_catchup_spike` | `dq_catchup`, spikes only, whether or not the zeros are in the same report (detector 0.3 reports the zero run and the catch-up separately) | value | (fitted only) |
+//! | `zero_feed_wide` | `dq_zero_share * min(1, co_retailer_share)`: zeros while the retailer's other stores report too (one feed) | value | (fitted only) |
+//! | `isolated_spike` | the `isolated` value, spikes only (a one-store spike on few SKUs: unit slips, duplicates) | `1 - value / 3` | (fitted only) |
+//! | `dq_ratio_large` | `dq_ratio`, spikes only | `(value - 3) / 7` | (fitted only) |
 //!
 //! Every phi is clamped to [0, 1]. Duration comes from the profile's timestamps, else from
 //! `duration_buckets` read as hours. Hand-set: temperature 1.5, priors 0.
@@ -322,7 +326,8 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "co_sku_retailers" => (v - 1.0) / 2.0,
         "social_uplift" | "social_uplift_any" => (v - 1.0) / 3.0,
         "deep_drop" => -v,
-        "isolated" => 1.0 - v / 3.0,
+        "isolated" | "isolated_spike" => 1.0 - v / 3.0,
+        "dq_ratio_large" => (v - 3.0) / 7.0,
         "many_affected_skus" => (v - 3.0) / 10.0,
         _ => v,
     };
@@ -477,6 +482,21 @@ pub fn signals(f: &Features) -> Vec<Signal> {
     if co.iter().any(Option::is_some) {
         let total: f64 = co.iter().flatten().map(|v| v.max(0.0)).sum();
         push("isolated", total);
+        if spike {
+            push("isolated_spike", total);
+        }
+    }
+    // Data-error signatures that detector 0.3 splits across reports: the catch-up spike is its
+    // own report (its zeros are in the previous one), and a feed's zeros come as one report per
+    // store, concurrent across the retailer.
+    if spike && let Some(c) = f.dq_catchup {
+        push("dq_catchup_spike", c);
+    }
+    if let (Some(z), Some(r)) = (f.dq_zero_share, f.co_retailer_share) {
+        push("zero_feed_wide", clamp01(z) * clamp01(r));
+    }
+    if spike && let Some(r) = f.dq_ratio {
+        push("dq_ratio_large", r);
     }
     out
 }

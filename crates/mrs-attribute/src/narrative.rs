@@ -55,6 +55,10 @@ fn phrase(signal: &str) -> &'static str {
         "spend_uplift_any" => "marketing spend above its recent level on a driving brand",
         "social_uplift_any" => "a surge in social mentions of a driving SKU",
         "category_nearby_share" => "same-category moves concentrated at nearby competitors",
+        "dq_catchup_spike" => "a spike that catches up units missed while the feed showed zeros",
+        "zero_feed_wide" => "zero sales reported across the retailer's feed at once",
+        "isolated_spike" => "a spike at this store alone",
+        "dq_ratio_large" => "actual units many times the baseline",
         _ => "the combined evidence",
     }
 }

@@ -67,6 +67,10 @@ pub const SIGNALS: &[&str] = &[
     "deep_drop",
     "all_skus_affected",
     "isolated",
+    "dq_catchup_spike",
+    "zero_feed_wide",
+    "isolated_spike",
+    "dq_ratio_large",
 ];
 
 /// One labelled report.

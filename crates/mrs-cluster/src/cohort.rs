@@ -13,15 +13,24 @@
 //! | complexity | O(n^2) pairs with a cheap time test first, near-linear union-find |
 //!
 //! Linking. Events are the connected components of pairwise links (so the result does not
-//! depend on the order of the rows). Two reports of the same cause (or one with a NULL cause)
-//! are linked when their windows overlap once widened by 3 hours on both sides (9 hours for
-//! `Marketing Misattribution`, bridging the overnight gaps of multi-day campaigns) and the
-//! cause's own scope holds (DESIGN §5): `Data Error` the same store or the same retailer (one
-//! feed); `Operational/Store Issue` the same store; `Marketing Misattribution` the same
-//! retailer; `Social/Viral Event` the same store or a shared top SKU; `Competitor Stockout`
-//! (and NULL) the same store, a shared top SKU or the same `cluster_id` (which carries geo and
-//! category proximity). Reports of different causes are linked only as fragments of one store:
-//! windows within 3 hours, the same store and a shared top SKU or cluster.
+//! depend on the order of the rows). Single linkage chains: one report at a store that two
+//! concurrent events share (its top SKUs mixing both) used to join the two events, and density
+//! clusters or a shared second SKU bridged unrelated events. So each link needs evidence that
+//! cannot be borrowed from a third report:
+//!
+//! - SKU agreement is *mutual lead*: each report's leading SKU (the first of `top_skus`, which
+//!   come by decreasing absolute excess) is among the other's `top_skus`.
+//! - Same store, same cause (or one NULL): windows within 3 hours (9 hours for `Marketing
+//!   Misattribution`, bridging the overnight gaps of multi-day campaigns), and mutual lead
+//!   unless the cause is store-wide (`Data Error`, `Operational/Store Issue`).
+//! - Different stores, same cause: the windows themselves overlap (no widening: concurrency on
+//!   the anomalous buckets) and the cause's scope holds (DESIGN §5): `Data Error` and
+//!   `Marketing Misattribution` the same retailer (one feed, one campaign); `Operational/Store
+//!   Issue` never (one store); `Social/Viral Event`, `Competitor Stockout` and NULL mutual lead.
+//! - Different causes: only fragments of one store, windows within 3 hours and mutual lead.
+//!
+//! `cluster_id` is kept as an input (and for callers) but is no link on its own: density
+//! clusters join concurrent unrelated events.
 //!
 //! Identity and lineage. The founding report of a group is its earliest `(window_start,
 //! report_id)` and `report_group_id = mrs_event_id(founding_report_id)`, unless the group
@@ -56,8 +65,8 @@ use datafusion_macros::user_doc;
 use mrs_core::identity::event_id;
 
 use crate::common::{
-    ArgKind, RowStash, UnionFind, check_args, floats, micros, one_row_list, overlaps, shared_count,
-    string_lists, strings,
+    ArgKind, RowStash, UnionFind, check_args, first_strings, floats, micros, one_row_list,
+    overlaps, string_lists, strings,
 };
 
 const ARGS: [(&str, ArgKind); 10] = [
@@ -75,13 +84,12 @@ const ARGS: [(&str, ArgKind); 10] = [
 
 /// Widening of each window, on both sides, before testing concurrency.
 const TIME_PAD_MICROS: i64 = 3 * 3_600_000_000;
-/// Widening for two Marketing Misattribution reports: bridges the overnight gaps of multi-day
-/// campaigns.
+/// Widening for two Marketing Misattribution reports of one store: bridges the overnight gaps
+/// of multi-day campaigns.
 const SAME_CAUSE_PAD_MICROS: i64 = 9 * 3_600_000_000;
 const DATA_ERROR: &str = "Data Error";
 const OPERATIONAL: &str = "Operational/Store Issue";
 const MARKETING: &str = "Marketing Misattribution";
-const SOCIAL: &str = "Social/Viral Event";
 
 /// One input report.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -96,6 +104,8 @@ pub struct CohortInput {
     pub retailer_id: Option<String>,
     /// Sorted and de-duplicated.
     pub top_skus: Vec<String>,
+    /// The leading SKU: the first non-empty item of the input list (the largest excess).
+    pub lead_sku: Option<String>,
     pub previous_group_id: Option<String>,
 }
 
@@ -114,41 +124,46 @@ fn eq_opt(a: Option<&String>, b: Option<&String>) -> bool {
     matches!((a, b), (Some(x), Some(y)) if x.eq_ignore_ascii_case(y))
 }
 
+/// Whether each report's leading SKU is among the other's top SKUs (module header).
+fn mutual_lead(a: &CohortInput, b: &CohortInput) -> bool {
+    let has = |r: &CohortInput, sku: &Option<String>| {
+        sku.as_ref()
+            .is_some_and(|s| r.top_skus.binary_search(s).is_ok())
+    };
+    has(b, &a.lead_sku) && has(a, &b.lead_sku)
+}
+
 /// Whether two reports belong to one event (module header).
 pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
     let same_store = eq_opt(a.store_id.as_ref(), b.store_id.as_ref());
     let same_retailer = eq_opt(a.retailer_id.as_ref(), b.retailer_id.as_ref());
-    let same_cluster = eq_opt(a.cluster_id.as_ref(), b.cluster_id.as_ref());
-    let shared_sku = shared_count(&a.top_skus, &b.top_skus) > 0;
     let window = |r: &CohortInput| (r.window_start, r.window_last);
     match (a.cause.as_deref(), b.cause.as_deref()) {
         (Some(x), Some(y)) if !x.eq_ignore_ascii_case(y) => {
-            // Different causes: only fragments of one store, with a second item of evidence.
-            overlaps(window(a), window(b), TIME_PAD_MICROS)
-                && same_store
-                && (same_cluster || shared_sku)
+            // Different causes: only fragments of one store, with SKU agreement.
+            same_store && overlaps(window(a), window(b), TIME_PAD_MICROS) && mutual_lead(a, b)
         }
         (x, y) => {
             let cause = x.or(y).unwrap_or("");
-            let marketing = cause.eq_ignore_ascii_case(MARKETING);
-            let pad = if marketing {
-                SAME_CAUSE_PAD_MICROS
-            } else {
-                TIME_PAD_MICROS
-            };
-            if !overlaps(window(a), window(b), pad) {
+            let is = |c: &str| cause.eq_ignore_ascii_case(c);
+            if same_store {
+                let pad = if is(MARKETING) {
+                    SAME_CAUSE_PAD_MICROS
+                } else {
+                    TIME_PAD_MICROS
+                };
+                let store_wide = is(DATA_ERROR) || is(OPERATIONAL);
+                return overlaps(window(a), window(b), pad) && (store_wide || mutual_lead(a, b));
+            }
+            if !overlaps(window(a), window(b), 0) {
                 return false;
             }
-            if cause.eq_ignore_ascii_case(DATA_ERROR) {
-                same_store || same_retailer
-            } else if cause.eq_ignore_ascii_case(OPERATIONAL) {
-                same_store
-            } else if marketing {
-                same_store || same_retailer
-            } else if cause.eq_ignore_ascii_case(SOCIAL) {
-                same_store || shared_sku
+            if is(DATA_ERROR) || is(MARKETING) {
+                same_retailer
+            } else if is(OPERATIONAL) {
+                false
             } else {
-                same_store || shared_sku || same_cluster
+                mutual_lead(a, b)
             }
         }
     }
@@ -390,6 +405,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
     let stores = strings(&cols[6])?;
     let retailers = strings(&cols[7])?;
     let skus = string_lists(&cols[8])?;
+    let leads = first_strings(&cols[8])?;
     let previous = strings(&cols[9])?;
     let mut out = Vec::with_capacity(ids.len());
     for (i, id) in ids.into_iter().enumerate() {
@@ -404,6 +420,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
             store_id: stores[i].clone(),
             retailer_id: retailers[i].clone(),
             top_skus: skus[i].clone(),
+            lead_sku: leads[i].clone(),
             previous_group_id: previous[i].clone(),
         });
     }
@@ -412,7 +429,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
 
 #[user_doc(
     doc_section(label = "MRS Clustering Functions"),
-    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral: shared top SKU; Competitor Stockout: shared top SKU or cluster), and reports of different causes only as fragments of one store. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral and Competitor Stockout: mutual lead, each report's leading SKU among the other's top SKUs), reports of one store when close in time (with mutual lead unless the cause is store-wide), and reports of different causes only as fragments of one store. Reports at other stores must overlap in time without widening, so that events cannot chain through a store that two concurrent events share. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
     syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
     sql_example = r#"```sql
 > SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
@@ -576,7 +593,13 @@ mod tests {
             confidence: Some(0.8),
             store_id: Some(format!("S-{id}")),
             retailer_id: Some("A".into()),
-            top_skus: skus.iter().map(|s| s.to_string()).collect(),
+            top_skus: {
+                let mut v: Vec<String> = skus.iter().map(|s| s.to_string()).collect();
+                v.sort();
+                v.dedup();
+                v
+            },
+            lead_sku: skus.first().map(|s| s.to_string()),
             previous_group_id: None,
         }
     }
@@ -624,14 +647,51 @@ mod tests {
         let m = "Marketing Misattribution";
         let a = input("a", 10, m, "C1", &["X"]);
         let mut b = input("b", 20, m, "C2", &["X"]);
-        assert!(linked(&a, &b), "same retailer, overnight gap");
-        b.retailer_id = Some("B".into());
-        assert!(!linked(&a, &b), "marketing stays within a retailer");
+        assert!(!linked(&a, &b), "other stores must be concurrent");
+        b.store_id = a.store_id.clone();
+        assert!(linked(&a, &b), "one store, overnight gap");
+        let mut c = input("c", 12, m, "C2", &["Y"]);
+        assert!(linked(&a, &c), "same retailer, concurrent");
+        c.retailer_id = Some("B".into());
+        assert!(!linked(&a, &c), "marketing stays within a retailer");
         let o = "Operational/Store Issue";
         assert!(!linked(
             &input("a", 10, o, "C1", &["X"]),
             &input("b", 10, o, "C1", &["X"])
         ));
+    }
+
+    #[test]
+    fn a_store_shared_by_two_events_does_not_chain_them() {
+        // Two concurrent viral events, on SKU P and on SKU B; store "m" is in both and its
+        // report is led by P with B second. It joins P's event only.
+        let v = "Social/Viral Event";
+        let p = input("p", 10, v, "C1", &["P", "Q"]);
+        let b = input("b", 10, v, "C1", &["B", "Q"]);
+        let m = input("m", 10, v, "C1", &["P", "B"]);
+        assert!(linked(&p, &m));
+        assert!(!linked(&b, &m), "B leads b but does not lead m");
+        assert!(
+            !linked(&p, &b),
+            "a shared second SKU or cluster is not enough"
+        );
+        let rows = cohort_reports(vec![p, b, m]);
+        assert_eq!(find(&rows, "b").map(|r| r.group_size), Some(1));
+        assert_eq!(find(&rows, "m").map(|r| r.group_size), Some(2));
+    }
+
+    #[test]
+    fn one_store_needs_sku_agreement_unless_store_wide() {
+        let v = "Competitor Stockout";
+        let a = input("a", 10, v, "C1", &["X"]);
+        let mut b = input("b", 12, v, "C1", &["Y"]);
+        b.store_id = a.store_id.clone();
+        assert!(!linked(&a, &b));
+        let mut d = input("d", 10, DATA_ERROR, "C1", &["X"]);
+        let mut e = input("e", 12, DATA_ERROR, "C2", &["Y"]);
+        d.store_id = Some("S".into());
+        e.store_id = Some("S".into());
+        assert!(linked(&d, &e));
     }
 
     #[test]

@@ -264,6 +264,29 @@ pub(crate) fn string_lists(array: &ArrayRef) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
+/// The first non-empty (trimmed) item of each list, in the input order; `None` for a NULL or
+/// empty list.
+pub(crate) fn first_strings(array: &ArrayRef) -> Result<Vec<Option<String>>> {
+    let target = DataType::List(Arc::new(Field::new_list_field(DataType::Utf8, true)));
+    let casted = cast(array, &target)?;
+    let lists = casted.as_list::<i32>();
+    let mut out = Vec::with_capacity(lists.len());
+    for i in 0..lists.len() {
+        if lists.is_null(i) {
+            out.push(None);
+            continue;
+        }
+        let v = lists.value(i);
+        let s = v.as_string::<i32>();
+        out.push(
+            (0..s.len())
+                .find(|&j| s.is_valid(j) && !s.value(j).trim().is_empty())
+                .map(|j| s.value(j).trim().to_string()),
+        );
+    }
+    Ok(out)
+}
+
 /// Great-circle distance in km; `None` when a coordinate is missing or out of range.
 pub(crate) fn haversine_km(
     a: (Option<f64>, Option<f64>),
