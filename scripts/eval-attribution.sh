@@ -21,7 +21,7 @@ for s in "${SEEDS[@]}"; do
   if [ ! -f "$lake/truth/synth.json" ]; then
     "$MRS" synth --preset "$PRESET" --seed "$s" --lake "$lake" >/dev/null
   fi
-  rm -rf "$lake/logs" "$lake/meta" "$lake/protection"
+  rm -rf "$lake/logs" "$lake/meta" "$lake/protection" "$lake/state"
   "$MRS" run --lake "$lake" >/dev/null
   "$MRS" eval --lake "$lake" --format json >"$OUT/$s.json"
 done

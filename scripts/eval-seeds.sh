@@ -36,7 +36,7 @@ for s in $seeds; do
       "$MRS" synth --preset "$preset" --seed "$s" --lake "$lake" >/dev/null
     fi
   fi
-  rm -rf "$lake/logs" "$lake/meta" "$lake/protection"
+  rm -rf "$lake/logs" "$lake/meta" "$lake/protection" "$lake/state"
   "$MRS" run --lake "$lake" >/dev/null
   if [ $clean = 1 ]; then
     "$MRS" sql --lake "$lake" -q --format csv -c "SELECT

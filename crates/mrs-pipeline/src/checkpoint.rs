@@ -11,6 +11,7 @@
 //! | it was taken by another detector version, or the run is `--full` | the checkpoint table |
 //! | the run hides (`--as-of`) buckets the checkpoint saw | `covered_to` |
 //! | the stores, SKUs, holidays or grid changed | the fingerprint |
+//! | a log has fewer rows than when the checkpoint was written (logs reset for a rerun) | row counts |
 //! | a file the checkpoint saw is gone | the file listing |
 //! | a file it has not seen holds a row of the store before its `resume_from` (a late correction) | the new files' rows only |
 //!
@@ -53,6 +54,9 @@ fn checkpoint_schema() -> Arc<Schema> {
         Field::new("store_id", DataType::Utf8, false),
         Field::new("detector", DataType::Utf8, false),
         Field::new("inputs", DataType::Utf8, false),
+        // Rows of each log when the checkpoint was written (`log=n;…`): logs only grow, so
+        // fewer rows now means they were reset, and the reports before `resume_from` are gone.
+        Field::new("log_rows", DataType::Utf8, false),
         Field::new("checkpoint", DataType::LargeBinary, false),
         Field::new("read_from", utc(), false),
         Field::new("resume_from", utc(), false),
@@ -106,6 +110,42 @@ fn sql_ts(micros: i64) -> String {
         "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
         mrs_core::identity::rfc3339_utc_micros(micros)
     )
+}
+
+/// `log=n;…` for every log the stages append to.
+async fn log_rows(ctx: &SessionContext) -> Result<String> {
+    let mut out = Vec::new();
+    for log in crate::runner::LOGS {
+        let b = collect(ctx, &format!("SELECT count(*) FROM {log}")).await?;
+        let n = b
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .map(|b| cast(b.column(0), &DataType::Int64))
+            .transpose()?
+            .map_or(0, |c| {
+                c.as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+                    .value(0)
+            });
+        out.push(format!("{log}={n}"));
+    }
+    Ok(out.join(";"))
+}
+
+/// Whether every log has at least the rows it had when `written` was recorded.
+fn logs_cover(current: &str, written: &str) -> bool {
+    let parse = |s: &str| -> BTreeMap<String, i64> {
+        s.split(';')
+            .filter_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                Some((k.to_string(), v.parse().ok()?))
+            })
+            .collect()
+    };
+    let (now, then) = (parse(current), parse(written));
+    !then.is_empty()
+        && then
+            .iter()
+            .all(|(log, n)| now.get(log).is_some_and(|m| m >= n))
 }
 
 /// Fingerprint of the inputs other than sales that detection depends on.
@@ -229,7 +269,16 @@ pub async fn prepare(
         0,
     )?
     .is_empty();
-    let comparable = !options.full && !seen.is_empty() && seen.is_subset(&now) && same_inputs;
+    let logs_kept = {
+        let written = strings(
+            &collect(ctx, "SELECT DISTINCT log_rows FROM detector_checkpoint").await?,
+            0,
+        )?;
+        let current = log_rows(ctx).await?;
+        written.len() == 1 && logs_cover(&current, &written[0])
+    };
+    let comparable =
+        !options.full && !seen.is_empty() && seen.is_subset(&now) && same_inputs && logs_kept;
     let mut earliest_new: BTreeMap<String, i64> = BTreeMap::new();
     let mut earliest_any: Option<i64> = None;
     let new: Vec<String> = now.difference(&seen).map(|f| sql_string(f)).collect();
@@ -376,15 +425,18 @@ pub async fn prepare(
 /// more rows as late and recompute more.
 pub async fn write(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     let store = lake.store();
-    let checkpoint_query = "SELECT o.store_id, v.version AS detector, i.inputs, \
+    let rows = sql_string(&log_rows(ctx).await?);
+    let checkpoint_query = format!(
+        "SELECT o.store_id, v.version AS detector, i.inputs, {rows} AS log_rows, \
          o.out['checkpoint'] AS checkpoint, o.out['read_from'] AS read_from, \
          o.out['resume_from'] AS resume_from, o.out['covered_to'] AS covered_to, \
          o.out['rows_before'] AS rows_before \
          FROM stage_detect_out o CROSS JOIN stage_detector v CROSS JOIN detector_inputs i \
-         WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id";
+         WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id"
+    );
     let files_query = "SELECT source_file FROM detector_files_now ORDER BY source_file";
     for (name, path, query) in [
-        ("checkpoint", CHECKPOINT, checkpoint_query),
+        ("checkpoint", CHECKPOINT, checkpoint_query.as_str()),
         ("files", CHECKPOINT_FILES, files_query),
     ] {
         let staged = format!("state/_staging/detector_{name}.parquet");
