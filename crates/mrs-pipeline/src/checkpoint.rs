@@ -61,7 +61,6 @@ fn checkpoint_schema() -> Arc<Schema> {
         Field::new("read_from", utc(), false),
         Field::new("resume_from", utc(), false),
         Field::new("covered_to", utc(), false),
-        Field::new("rows_before", DataType::Int64, false),
     ]))
 }
 
@@ -110,6 +109,25 @@ fn sql_ts(micros: i64) -> String {
         "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
         mrs_core::identity::rfc3339_utc_micros(micros)
     )
+}
+
+/// Registers a one-column string table.
+fn register_strings(
+    ctx: &SessionContext,
+    table: &str,
+    column: &str,
+    values: Vec<String>,
+) -> Result<()> {
+    let schema = Arc::new(Schema::new(vec![Field::new(column, DataType::Utf8, false)]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(values))],
+    )?;
+    ctx.register_table(
+        table,
+        Arc::new(MemTable::try_new(schema, vec![vec![batch]])?),
+    )?;
+    Ok(())
 }
 
 /// `log=n;…` for every log the stages append to.
@@ -194,24 +212,7 @@ pub async fn prepare(
         }
     }
     let inputs = inputs_fingerprint(ctx).await?;
-    ctx.register_table(
-        "stage_detector",
-        Arc::new(MemTable::try_new(
-            Arc::new(Schema::new(vec![Field::new(
-                "version",
-                DataType::Utf8,
-                false,
-            )])),
-            vec![vec![RecordBatch::try_new(
-                Arc::new(Schema::new(vec![Field::new(
-                    "version",
-                    DataType::Utf8,
-                    false,
-                )])),
-                vec![Arc::new(StringArray::from(vec![detector]))],
-            )?]],
-        )?),
-    )?;
+    register_strings(ctx, "stage_detector", "version", vec![detector.to_string()])?;
     // The sales files as this run starts: what its checkpoint will say it has seen (a file
     // arriving during the run is left for the next one to check).
     let files_now = strings(
@@ -222,16 +223,7 @@ pub async fn prepare(
         .await?,
         0,
     )?;
-    ctx.register_table(
-        "detector_files_now",
-        Arc::new(MemTable::try_new(
-            files_schema(),
-            vec![vec![RecordBatch::try_new(
-                files_schema(),
-                vec![Arc::new(StringArray::from(files_now.clone()))],
-            )?]],
-        )?),
-    )?;
+    register_strings(ctx, "detector_files_now", "source_file", files_now.clone())?;
     let cps = collect(
         ctx,
         &format!(
@@ -397,24 +389,7 @@ pub async fn prepare(
     .await?
     .collect()
     .await?;
-    ctx.register_table(
-        "detector_inputs",
-        Arc::new(MemTable::try_new(
-            Arc::new(Schema::new(vec![Field::new(
-                "inputs",
-                DataType::Utf8,
-                false,
-            )])),
-            vec![vec![RecordBatch::try_new(
-                Arc::new(Schema::new(vec![Field::new(
-                    "inputs",
-                    DataType::Utf8,
-                    false,
-                )])),
-                vec![Arc::new(StringArray::from(vec![inputs]))],
-            )?]],
-        )?),
-    )?;
+    register_strings(ctx, "detector_inputs", "inputs", vec![inputs])?;
     Ok(valid.len())
 }
 
@@ -429,8 +404,7 @@ pub async fn write(ctx: &SessionContext, lake: &Lake) -> Result<()> {
     let checkpoint_query = format!(
         "SELECT o.store_id, v.version AS detector, i.inputs, {rows} AS log_rows, \
          o.out['checkpoint'] AS checkpoint, o.out['read_from'] AS read_from, \
-         o.out['resume_from'] AS resume_from, o.out['covered_to'] AS covered_to, \
-         o.out['rows_before'] AS rows_before \
+         o.out['resume_from'] AS resume_from, o.out['covered_to'] AS covered_to \
          FROM stage_detect_out o CROSS JOIN stage_detector v CROSS JOIN detector_inputs i \
          WHERE o.out['checkpoint'] IS NOT NULL ORDER BY o.store_id"
     );

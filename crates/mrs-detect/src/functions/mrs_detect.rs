@@ -239,6 +239,15 @@ fn unpack(r: u64) -> (usize, usize) {
     ((r >> 32) as usize, (r & 0xFFFF_FFFF) as usize)
 }
 
+/// One group's detection.
+pub(super) struct Detected {
+    pub reports: Vec<Report>,
+    /// The new checkpoint (when asked for).
+    pub checkpoint: Option<StoreCheckpoint>,
+    /// Where the old checkpoint resumed (micros), when there was one.
+    pub resumed_from: Option<i64>,
+}
+
 /// The groups accumulator: per group, references into retained chunks.
 #[derive(Debug, Default)]
 pub struct DetectGroups {
@@ -283,7 +292,7 @@ impl DetectGroups {
         let per_group = self
             .detect_groups(groups, &vec![None; groups.len()], false)?
             .into_iter()
-            .map(|(r, _)| r)
+            .map(|d| d.reports)
             .collect::<Vec<_>>();
         reports_to_array(&per_group)
     }
@@ -295,7 +304,7 @@ impl DetectGroups {
         groups: &[Vec<u64>],
         checkpoints: &[Option<Vec<u8>>],
         checkpoint: bool,
-    ) -> Result<Vec<(Vec<Report>, Option<StoreCheckpoint>)>> {
+    ) -> Result<Vec<Detected>> {
         let mut out = Vec::with_capacity(groups.len());
         let mut rows: Vec<(&str, i64, f64)> = Vec::new();
         let mut ids: Vec<(u32, i64, f64)> = Vec::new();
@@ -335,8 +344,13 @@ impl DetectGroups {
                 }
                 ids.push((id as u32, ts, u));
             }
+            let resumed_from = resume.as_ref().map(|cp| cp.ts_of(cp.resume_bucket));
             match detect_store_resumable(&ids, &names, &self.cfg, resume.as_ref(), checkpoint) {
-                Ok(r) => out.push(r),
+                Ok((reports, checkpoint)) => out.push(Detected {
+                    reports,
+                    checkpoint,
+                    resumed_from,
+                }),
                 Err(GridError::TooManyBuckets(n)) => {
                     return exec_err!(
                         "mrs_detect: a store's rows span {n} buckets (more than {}); check its timestamps",

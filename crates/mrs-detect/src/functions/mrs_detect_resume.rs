@@ -6,7 +6,7 @@
 //! |---|---|
 //! | inputs | `sku`, `ts`, `units` as for `mrs_detect`; `checkpoint` Binary / LargeBinary: one row per store carries the store's checkpoint (its other arguments may be NULL), every other row NULL |
 //! | rows needed | with a checkpoint, the store's rows from its `read_from` on (older rows are ignored); without one, all rows (a full detection) |
-//! | output | `Struct{reports, checkpoint, read_from, resume_from, covered_to, recomputed_from, rows_before, rows_read}`: `reports` as `mrs_detect` returns them but, when resumed, only those starting at or after the old checkpoint's `resume_from` (= `recomputed_from`; NULL for a full detection): those are exactly what a full detection returns there; `checkpoint` the state at the new `resume_from` (NULL when the store has fewer than two timestamps), to be read again from `read_from`; `covered_to` the first bucket it has not seen; `rows_before` the store's input rows before `resume_from` (what the next run checks), `rows_read` the rows this call used |
+//! | output | `Struct{reports, checkpoint, read_from, resume_from, covered_to, recomputed_from, rows_read}`: `reports` as `mrs_detect` returns them but, when resumed, only those starting at or after the old checkpoint's `resume_from` (= `recomputed_from`; NULL for a full detection): those are exactly what a full detection returns there; `checkpoint` the state at the new `resume_from` (NULL when the store has fewer than two timestamps), to be read again from `read_from`; `covered_to` the first bucket it has not seen; `rows_read` the rows this call used |
 //! | model | [`crate::model::store`] resumed through [`crate::model::checkpoint`] |
 //! | NULL / NaN / bad rows | as `mrs_detect` |
 //! | two checkpoints for one store, an unreadable one, or one of other settings | `exec_err!` naming the cure: run without checkpoints (`mrs run --full`) |
@@ -90,7 +90,6 @@ pub fn resume_fields() -> Fields {
         Field::new("resume_from", utc_ts(), true),
         Field::new("covered_to", utc_ts(), true),
         Field::new("recomputed_from", utc_ts(), true),
-        Field::new("rows_before", DataType::Int64, true),
         Field::new("rows_read", DataType::Int64, false),
     ])
 }
@@ -206,23 +205,14 @@ impl ResumeGroups {
         checkpoints: &[Option<Vec<u8>>],
     ) -> Result<ArrayRef> {
         let detected = self.rows.detect_groups(groups, checkpoints, true)?;
-        let recomputed_from: Vec<Option<i64>> = checkpoints
-            .iter()
-            .map(|c| {
-                c.as_ref().and_then(|b| {
-                    crate::model::checkpoint::StoreCheckpoint::decode(b)
-                        .ok()
-                        .map(|cp| cp.ts_of(cp.resume_bucket))
-                })
-            })
-            .collect();
         let mut reports = Vec::with_capacity(detected.len());
         let mut bytes: Vec<Option<Vec<u8>>> = Vec::with_capacity(detected.len());
         let (mut read_from, mut resume_from, mut covered_to) = (Vec::new(), Vec::new(), Vec::new());
-        let mut rows_before = Vec::with_capacity(detected.len());
-        for (r, cp) in detected {
-            reports.push(r);
-            rows_before.push(cp.as_ref().map(|c| c.rows_before_resume as i64));
+        let mut recomputed_from = Vec::with_capacity(detected.len());
+        for d in detected {
+            reports.push(d.reports);
+            recomputed_from.push(d.resumed_from);
+            let cp = d.checkpoint;
             read_from.push(cp.as_ref().map(|c| c.ts_of(c.first_bucket)));
             resume_from.push(cp.as_ref().map(|c| c.ts_of(c.resume_bucket)));
             covered_to.push(cp.as_ref().map(|c| c.ts_of(c.covered_bucket)));
@@ -235,7 +225,6 @@ impl ResumeGroups {
             utc_ts_array(resume_from),
             utc_ts_array(covered_to),
             utc_ts_array(recomputed_from),
-            Arc::new(Int64Array::from(rows_before)),
             Arc::new(Int64Array::from_iter_values(
                 groups.iter().map(|g| g.len() as i64),
             )),

@@ -5,7 +5,7 @@
 //! |---|---|
 //! | taken at | bucket `Q` = the last covered bucket `P - 1` minus a margin (a day, at least the longest sustained span), moved back to the start of any window still open, or closing, at `Q`: no decision before `Q` can change and no run reaches back past it |
 //! | covers | the `H` buckets before `Q` ([`super::store::horizon`]: the seasonal lags, the dispersion and run-inflation windows, the catch-up look-back; four weeks and a few buckets for hourly data), fewer when the store is younger |
-//! | holds | the grid (origin, step), `Q`, `P`, the settings, the input rows before the first covered bucket and before `Q`; per series (store total and each SKU sold before `Q`) the scorer's carried scalars and arrays ([`ScorerState`]), its full-season z values, its run-inflation schedule, and per SKU its first bucket and last normal value; the store's decided-bucket mask and store baselines |
+//! | holds | the grid (origin, step), `Q`, `P`, the settings; per series (store total and each SKU sold before `Q`) the scorer's carried scalars and arrays ([`ScorerState`]), its full-season z values, its run-inflation schedule, and per SKU its first bucket and last normal value; the store's decided-bucket mask and store baselines |
 //! | resumed with | the sales rows from `Q - H` on: buckets before `Q` are not scored again, later ones get what a full run gave them |
 //! | encoding | little-endian binary with a magic and a format version; a checkpoint of another format or other settings is refused, never misread |
 //!
@@ -15,7 +15,7 @@ use super::scorer::{Carry, ScorerState};
 use super::sustained::SPANS;
 
 /// Format tag of an encoded checkpoint.
-const MAGIC: &[u8; 8] = b"MRSCKP03";
+const MAGIC: &[u8; 8] = b"MRSCKP04";
 
 /// One series' state (store total or one SKU).
 #[derive(Debug, Clone, PartialEq)]
@@ -57,10 +57,6 @@ pub struct StoreCheckpoint {
     pub resume_bucket: i64,
     /// Absolute bucket `P`: the first bucket the state's run did not see.
     pub covered_bucket: i64,
-    /// Input rows before the first covered bucket (a resumed run does not read them again) and
-    /// before `Q`: a resumed run checks the input before `Q` is still what it was.
-    pub rows_before_first: u64,
-    pub rows_before_resume: u64,
     /// Buckets before `Q` decided anomalous by a single bucket (masked from run evidence).
     pub decided: Vec<bool>,
     /// Store-total baselines over the covered buckets (`NaN` where none).
@@ -113,8 +109,6 @@ impl StoreCheckpoint {
         ] {
             w.i64(v);
         }
-        w.u64(self.rows_before_first);
-        w.u64(self.rows_before_resume);
         w.u64(self.decided.len() as u64);
         w.0.extend(self.decided.iter().map(|&d| u8::from(d)));
         w.f64s(&self.store_baseline);
@@ -145,8 +139,6 @@ impl StoreCheckpoint {
         let first_bucket = r.i64()?;
         let resume_bucket = r.i64()?;
         let covered_bucket = r.i64()?;
-        let rows_before_first = r.u64()?;
-        let rows_before_resume = r.u64()?;
         let n = r.len()?;
         let decided = r
             .take(n)?
@@ -188,8 +180,6 @@ impl StoreCheckpoint {
             first_bucket,
             resume_bucket,
             covered_bucket,
-            rows_before_first,
-            rows_before_resume,
             decided,
             store_baseline,
             store,
@@ -209,7 +199,6 @@ impl StoreCheckpoint {
         if self.resume_bucket - self.first_bucket != n as i64
             || self.covered_bucket < self.resume_bucket
             || self.first_bucket < 0
-            || self.rows_before_resume < self.rows_before_first
         {
             return bad("bucket range");
         }
@@ -342,21 +331,16 @@ impl Reader<'_> {
             0 => None,
             1 => {
                 let first = self.i64()?;
-                let scale = self.f64()?;
-                let kappa = self.f64()?;
-                let next_scale_at = self.len_unbounded()?;
-                let level = self.f64()?;
-                let level_season = self.len_unbounded()?;
-                let season_since = self.len_unbounded()?;
-                let next_level_at = self.len_unbounded()?;
+                // Fields are read in the order they are written (struct literals evaluate in
+                // order).
                 let carry = Carry {
-                    scale,
-                    kappa,
-                    next_scale_at,
-                    level,
-                    level_season,
-                    season_since,
-                    next_level_at,
+                    scale: self.f64()?,
+                    kappa: self.f64()?,
+                    next_scale_at: self.len_unbounded()?,
+                    level: self.f64()?,
+                    level_season: self.len_unbounded()?,
+                    season_since: self.len_unbounded()?,
+                    next_level_at: self.len_unbounded()?,
                 };
                 Some(ScorerState {
                     first,
@@ -422,8 +406,6 @@ mod tests {
             first_bucket: 10,
             resume_bucket: 15,
             covered_bucket: 40,
-            rows_before_first: 100,
-            rows_before_resume: 140,
             decided: vec![false, true, false, false, true],
             store_baseline: vec![10.0, 11.0, f64::NAN, 12.0, 13.0],
             store: series(2.0),
@@ -470,7 +452,7 @@ mod tests {
         other[7] = b'9';
         assert!(StoreCheckpoint::decode(&other).is_err());
         // one encoding per state: a flag byte other than 0 or 1 is refused (found by fuzzing)
-        let flags_at = 8 + 8 * 10;
+        let flags_at = 8 + 8 * 8; // magic, then settings, grid, buckets and the flag count
         let mut flag = bytes.clone();
         assert_eq!(flag[flags_at], 0);
         flag[flags_at] = 2;

@@ -92,10 +92,16 @@ pub fn lower_tail(y: f64, mu: f64, kappa: f64) -> Option<f64> {
         return None;
     }
     let k0 = y.ceil();
+    cdf_down(k0, |k| pmf.ln_pmf(k), |k| pmf.ratio_up(k))
+}
+
+/// `P(Y <= k0)` for a count distribution given by its log pmf and its ratio
+/// `pmf(k + 1) / pmf(k)`: summed downward from `pmf(k0)`, at most [`MAX_TERMS`] terms.
+fn cdf_down(k0: f64, ln_pmf: impl Fn(f64) -> f64, ratio_up: impl Fn(f64) -> f64) -> Option<f64> {
     if k0 as usize >= MAX_TERMS {
         return None;
     }
-    let mut term = pmf.ln_pmf(k0).exp();
+    let mut term = ln_pmf(k0).exp();
     let mut sum = 0.0;
     let mut k = k0;
     loop {
@@ -104,7 +110,7 @@ pub fn lower_tail(y: f64, mu: f64, kappa: f64) -> Option<f64> {
             break;
         }
         // pmf(k - 1) = pmf(k) / ratio_up(k - 1)
-        term /= pmf.ratio_up(k - 1.0);
+        term /= ratio_up(k - 1.0);
         k -= 1.0;
     }
     Some(sum.min(1.0))
@@ -234,21 +240,7 @@ impl Predictive {
 
     /// `P(Y <= k0)`, summed downward from `pmf(k0)` (at most [`MAX_TERMS`] terms).
     fn cdf(&self, k0: f64) -> Option<f64> {
-        if k0 as usize >= MAX_TERMS {
-            return None;
-        }
-        let mut term = self.ln_pmf(k0).exp();
-        let mut sum = 0.0;
-        let mut k = k0;
-        loop {
-            sum += term;
-            if k < 1.0 {
-                break;
-            }
-            term /= self.ratio_up(k - 1.0);
-            k -= 1.0;
-        }
-        Some(sum.min(1.0))
+        cdf_down(k0, |k| self.ln_pmf(k), |k| self.ratio_up(k))
     }
 
     /// `P(Y >= k0)`: the complement of the cdf below `k0`, or where that cancels, the sum of

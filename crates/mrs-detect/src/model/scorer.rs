@@ -307,31 +307,11 @@ impl Scorer {
             }
             c = st.carry;
         }
-        let Carry {
-            mut scale,
-            mut kappa,
-            mut next_scale_at,
-            mut level,
-            mut level_season,
-            mut season_since,
-            mut next_level_at,
-        } = c;
         let first_index = usize::try_from(first.max(0)).unwrap_or(0);
         let mut lags = [0.0f64; K_SEASONS];
         for t in first_index.max(resume_at)..n {
             if snapshot_at == Some(t) {
-                self.snapshot = Some((
-                    t,
-                    Carry {
-                        scale,
-                        kappa,
-                        next_scale_at,
-                        level,
-                        level_season,
-                        season_since,
-                        next_level_at,
-                    },
-                ));
+                self.snapshot = Some((t, c));
             }
             let yt = y[t];
             if yt.is_nan() {
@@ -361,7 +341,7 @@ impl Scorer {
                     // beyond LAG_CLIP sds of the median are pulled in, so one past anomaly moves
                     // `m` by at most LAG_CLIP sds / cnt.
                     let m0 = small_median(&mut lags[..cnt]);
-                    let sd0 = scale * (m0.max(0.0) + kappa * m0 * m0).sqrt();
+                    let sd0 = c.scale * (m0.max(0.0) + c.kappa * m0 * m0).sqrt();
                     let (lo, hi) = (m0 - LAG_CLIP * sd0, m0 + LAG_CLIP * sd0);
                     m = lags[..cnt].iter().map(|v| v.clamp(lo, hi)).sum::<f64>() / cnt as f64;
                     lags_used = cnt;
@@ -386,27 +366,27 @@ impl Scorer {
             // Level correction (median of raw ratios over the last L buckets).
             let l = level_window(season);
             if l == 0 {
-                level = 1.0;
-            } else if t >= next_level_at || season != level_season {
-                if season != level_season {
+                c.level = 1.0;
+            } else if t >= c.next_level_at || season != c.level_season {
+                if season != c.level_season {
                     // Ratios against another season's median say nothing about this one's
                     // level (a weekend measured against a daily median reads as +40%).
-                    season_since = t;
+                    c.season_since = t;
                 }
                 self.tmp.clear();
-                let from = t.saturating_sub(l).max(first_index).max(season_since);
+                let from = t.saturating_sub(l).max(first_index).max(c.season_since);
                 self.tmp
                     .extend(self.ratio[from..t].iter().copied().filter(|v| !v.is_nan()));
-                level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
+                c.level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
                     median_in_place(&mut self.tmp)
                 } else {
                     1.0
                 };
-                level_season = season;
-                next_level_at = t + (l / 48).max(1);
+                c.level_season = season;
+                c.next_level_at = t + (l / 48).max(1);
             }
             // Count-aware robust scale, refitted once per day.
-            if t >= next_scale_at {
+            if t >= c.next_scale_at {
                 self.tmp.clear();
                 self.tmp_b.clear();
                 let from = t.saturating_sub(window).max(first_index);
@@ -420,25 +400,25 @@ impl Scorer {
                         self.tmp_b.push(self.resid_b[j]);
                     }
                 }
-                (scale, kappa) = (1.0, 0.0);
+                (c.scale, c.kappa) = (1.0, 0.0);
                 if self.tmp.len() >= MIN_SCALE_RESIDUALS {
-                    kappa = fit_dispersion(&self.tmp, &self.tmp_b, &mut self.tmp_fit).1;
+                    c.kappa = fit_dispersion(&self.tmp, &self.tmp_b, &mut self.tmp_fit).1;
                     // Robust sd (around 0) of the residuals on the transformed scale.
                     self.tmp.clear();
                     for j in from..t {
                         if !self.resid[j].is_nan() {
-                            let r = (nb_transform(self.clean[j], kappa)
-                                - nb_transform(self.resid_ref[j], kappa))
+                            let r = (nb_transform(self.clean[j], c.kappa)
+                                - nb_transform(self.resid_ref[j], c.kappa))
                                 / self.resid_div[j];
                             self.tmp.push(r * r);
                         }
                     }
                     let sd = (median_in_place(&mut self.tmp) / MEDIAN_CHI2_1).sqrt();
-                    scale = if sd.is_finite() { sd.max(1.0) } else { 1.0 };
+                    c.scale = if sd.is_finite() { sd.max(1.0) } else { 1.0 };
                 }
-                next_scale_at = t + per_day;
+                c.next_scale_at = t + per_day;
             }
-            let b = m * level;
+            let b = m * c.level;
             // The level correction is itself an estimate: a value between the seasonal mean and
             // the corrected baseline is consistent with one of them (the end of an absorbed
             // shift returns to `m` and is no drop), so z is taken against the nearer one.
@@ -451,10 +431,10 @@ impl Scorer {
             } else {
                 yt
             };
-            let gb = nb_transform(b_ref, kappa);
-            let mut z = (nb_transform(yt, kappa) - gb) / scale;
+            let gb = nb_transform(b_ref, c.kappa);
+            let mut z = (nb_transform(yt, c.kappa) - gb) / c.scale;
             if z.abs() >= COUNT_TAIL_FROM
-                && let Some(t) = predictive_z(yt, b_ref, kappa, lags_used)
+                && let Some(t) = predictive_z(yt, b_ref, c.kappa, lags_used)
                 && t * z > 0.0
             {
                 // The exact count tail: an overdispersed product's big hours are rarer than
@@ -465,13 +445,13 @@ impl Scorer {
             out.z[t] = z;
             out.season[t] = u32::try_from(season).unwrap_or(u32::MAX);
             // The equivalent sd on the Anscombe scale (for the summable raw variance).
-            out.scale[t] = scale * (1.0 + kappa * b.max(0.0)).sqrt();
+            out.scale[t] = c.scale * (1.0 + c.kappa * b.max(0.0)).sqrt();
             if m >= 0.0 && yt >= 0.0 {
                 self.ratio[t] = (yt + 1.0) / (m + 1.0);
             }
             let z_clip = HISTORY_CLIP.min(z_alert);
             self.clean[t] = if z.abs() >= z_clip {
-                inverse_nb_transform(gb + z.signum() * z_clip * scale, kappa)
+                inverse_nb_transform(gb + z.signum() * z_clip * c.scale, c.kappa)
             } else {
                 yt
             };
@@ -483,18 +463,7 @@ impl Scorer {
         if let Some(q) = snapshot_at
             && self.snapshot.is_none()
         {
-            self.snapshot = Some((
-                q,
-                Carry {
-                    scale,
-                    kappa,
-                    next_scale_at,
-                    level,
-                    level_season,
-                    season_since,
-                    next_level_at,
-                },
-            ));
+            self.snapshot = Some((q, c));
         }
         self.first = first;
     }

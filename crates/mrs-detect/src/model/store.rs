@@ -712,14 +712,6 @@ pub fn detect_store_resumable(
         r.sku_evidence = ev;
     }
     let covered_bucket = first_bucket + len as i64;
-    let rows_before_grid = resume.map_or(0, |cp| cp.rows_before_first);
-    let rows_before = |b: usize| {
-        rows_before_grid
-            + rows
-                .iter()
-                .filter(|r| (0..b as i64).contains(&local(r.1)))
-                .count() as u64
-    };
     let new_checkpoint = match (range, resume) {
         (Some((from, q)), _) => {
             scorer.score_resumed(&store_y, &mut cell, store_resume, Some(q));
@@ -738,8 +730,6 @@ pub fn detect_store_resumable(
                 first_bucket: first_bucket + from as i64,
                 resume_bucket: first_bucket + q as i64,
                 covered_bucket,
-                rows_before_first: rows_before(from),
-                rows_before_resume: rows_before(q),
                 decided: decided[from..q].to_vec(),
                 store_baseline: store.baseline[from..q].to_vec(),
                 store: SeriesCheckpoint {
@@ -999,9 +989,6 @@ mod tests {
                 reports.extend(more);
                 assert!(next.resume_bucket >= cp.resume_bucket);
                 assert!(next.len() <= horizon(HOUR));
-                let before = |b: i64| rows.iter().filter(|r| r.1 < next.ts_of(b)).count() as u64;
-                assert_eq!(next.rows_before_resume, before(next.resume_bucket));
-                assert_eq!(next.rows_before_first, before(next.first_bucket));
                 inflated |= next
                     .skus
                     .iter()
