@@ -353,8 +353,10 @@ async fn previous(ctx: &SessionContext, lake: &Lake) -> Result<Option<Previous>>
     }
 }
 
-/// Each cell's row bytes (every column: a cell changed if any value did) with its `ts` range.
-fn cell_rows(batches: &[RecordBatch]) -> Result<BTreeMap<Vec<u8>, (Option<i64>, Option<i64>)>> {
+/// Each cell's row bytes (every column: a cell changed if any value did) and its `ts` range.
+type CellRanges = BTreeMap<Vec<u8>, (Option<i64>, Option<i64>)>;
+
+fn cell_rows(batches: &[RecordBatch]) -> Result<CellRanges> {
     let schema = cells_schema();
     let converter = RowConverter::new(
         schema
