@@ -184,14 +184,28 @@ fn killed_runs_end_like_uninterrupted_ones() {
             staging_seen = staging_seen.max(staging);
             if as_of.is_none() {
                 // Feeds exist since the first arrival: an outside reader always finds each
-                // one as exactly one whole file, never emptied nor doubled by the kill.
+                // small one as exactly one whole file, and protected_sales as whole day files
+                // (one per day, by name), never emptied nor doubled by the kill.
                 for feed in state::feeds() {
-                    let files = std::fs::read_dir(crashed_dir.path().join("protection").join(feed))
-                        .expect("feed folder")
-                        .flatten()
-                        .filter(|e| e.file_name().to_string_lossy().ends_with(".parquet"))
-                        .count();
-                    assert_eq!(files, 1, "protection/{feed} after a kill");
+                    let names: Vec<String> =
+                        std::fs::read_dir(crashed_dir.path().join("protection").join(feed))
+                            .expect("feed folder")
+                            .flatten()
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .filter(|n| n.ends_with(".parquet"))
+                            .collect();
+                    if feed == mrs_pipeline::feeds::DAILY_FEED {
+                        assert!(!names.is_empty(), "protection/{feed} after a kill");
+                        for name in &names {
+                            let day = name.trim_end_matches(".parquet");
+                            assert!(
+                                chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_ok(),
+                                "protection/{feed}/{name} after a kill"
+                            );
+                        }
+                    } else {
+                        assert_eq!(names.len(), 1, "protection/{feed} after a kill: {names:?}");
+                    }
                 }
             }
         }

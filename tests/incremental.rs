@@ -5,8 +5,11 @@
 //! move cohorts on the next run, whose groups carry over from the previous one by design.)
 
 mod common;
+#[path = "common/state.rs"]
+mod state;
 
-use common::{count, runtime, synth_tiny, write_tiny};
+use common::{count, one_string, runtime, synth_tiny, write_tiny};
+use mrs_pipeline::decisions::{Decision, record};
 use mrs_pipeline::{Lake, RunOptions, RunSummary};
 
 const HOUR: i64 = 3_600_000_000;
@@ -134,6 +137,102 @@ fn resetting_the_logs_sends_every_store_back_to_its_history() {
     assert_eq!(s.stores_resumed, 0, "{s:?}");
     let again = runtime().block_on(count(&lake, "SELECT count(*) FROM minority_reports"));
     assert_eq!(again, reports);
+}
+
+/// Runs `--full` (every feed day rewritten) and checks the feed files equal what the
+/// incremental runs left.
+fn assert_full_rewrite_agrees(lake: &Lake, days: i64) {
+    let incremental = runtime().block_on(state::feed_files(lake));
+    let full = run(
+        lake,
+        &RunOptions {
+            full: true,
+            ..RunOptions::default()
+        },
+    );
+    assert_eq!(full.feed_days_written, days, "{full:?}");
+    state::assert_same(&incremental, &runtime().block_on(state::feed_files(lake)));
+}
+
+#[test]
+fn the_protected_sales_feed_rewrites_the_changed_days_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (lake, _) = lake_with_checkpoint(dir.path());
+    // One new day of sales (and the days of the replaced cells that changed with it).
+    let s = run(&lake, &RunOptions::default());
+    assert!(
+        (1..31).contains(&s.feed_days_written),
+        "{} of 31 days rewritten",
+        s.feed_days_written
+    );
+    assert_full_rewrite_agrees(&lake, 31);
+    let again = run(&lake, &RunOptions::default());
+    assert_eq!(again.feed_days_written, 0, "nothing changed: {again:?}");
+
+    // An analyst confirms an event waiting for review (its cells become replaced) and rejects
+    // a confirmed one (its cells are no longer replaced).
+    let event = |sql: &str| runtime().block_on(one_string(&lake, sql));
+    let waiting = event(
+        "SELECT report_group_id FROM minority_events WHERE status = 'waiting for review' \
+         ORDER BY window_start, report_group_id LIMIT 1",
+    );
+    let confirmed = event(
+        "SELECT report_group_id FROM minority_events \
+         WHERE status IN ('confirmed', 'auto-confirmed') \
+         ORDER BY window_start DESC, report_group_id LIMIT 1",
+    );
+    assert!(
+        waiting.is_some() || confirmed.is_some(),
+        "no event to decide on"
+    );
+    for (id, action) in [(waiting, "confirm"), (confirmed, "reject")] {
+        let Some(id) = id else { continue };
+        runtime()
+            .block_on(record(
+                &lake,
+                &Decision {
+                    event_id: &id,
+                    action,
+                    cause: None,
+                    note: "test",
+                    decided_by: "analyst-test",
+                },
+            ))
+            .expect("decision");
+    }
+    let s = run(&lake, &RunOptions::default());
+    assert!(s.feed_days_written >= 1, "{s:?}");
+    assert_full_rewrite_agrees(&lake, 31);
+
+    // A late correction of one past cell rewrites its day (written with the lake's string
+    // types: a file whose columns clash with the others fails the run).
+    let ctx = datafusion::prelude::SessionContext::new_with_config(
+        mrs_pipeline::session::session_config(),
+    );
+    runtime().block_on(async {
+        ctx.register_parquet(
+            "old_sales",
+            lake.folder_url("input/sales"),
+            datafusion::prelude::ParquetReadOptions::default(),
+        )
+        .await
+        .expect("sales");
+        ctx.sql(&format!(
+            "COPY (SELECT retailer_id, store_id, sku, ts, units * 3 + 1 AS units, revenue \
+             FROM old_sales WHERE ts = TIMESTAMP '2025-06-10T12:00:00Z' \
+             ORDER BY store_id, sku LIMIT 1) \
+             TO '{}/input/sales/zz-correction.parquet' STORED AS PARQUET",
+            dir.path().display()
+        ))
+        .await
+        .expect("plan")
+        .collect()
+        .await
+        .expect("copy");
+    });
+    let s = run(&lake, &RunOptions::default());
+    assert!((1..31).contains(&s.feed_days_written), "{s:?}");
+    assert_full_rewrite_agrees(&lake, 31);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

@@ -7,11 +7,14 @@
 //! written and run once. The live report ids and their `first_detected_from` must be equal, and
 //! the replay must never have retracted a report (causal detection: arrivals never move an
 //! existing `first_detected_from`). Then `--full` over the replayed lake must append nothing to
-//! any log: the incremental runs wrote exactly what a full recompute writes.
+//! any log: the incremental runs wrote exactly what a full recompute writes, and its rewrite
+//! of every day of the `protected_sales` feed gives the feed files the hourly runs left.
 
 use std::collections::BTreeSet;
 
 mod common;
+#[path = "common/state.rs"]
+mod state;
 
 use common::query;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
@@ -100,6 +103,11 @@ fn hourly_replay_equals_one_full_run() {
                     s.detection_rows < total_rows(&live).await,
                     "run {i} read the whole history: {s:?}"
                 );
+                // and rewrote only the feed days that can have changed
+                assert!(
+                    s.feed_days_written < (until - START) / DAY,
+                    "run {i} rewrote every feed day: {s:?}"
+                );
             }
         }
         let got = live_reports(&live).await;
@@ -119,6 +127,7 @@ fn hourly_replay_equals_one_full_run() {
         );
         assert!(retracted.is_empty(), "replay retracted {retracted:?}");
 
+        let feeds = state::feed_files(&live).await;
         // A full recompute over the replayed lake finds every report already written as it is.
         let recompute = mrs_pipeline::run(
             &live,
@@ -139,5 +148,7 @@ fn hourly_replay_equals_one_full_run() {
             (0, 0, 0),
             "incremental runs differ from the full recompute: {recompute:?}"
         );
+        assert_eq!(recompute.feed_days_written, TINY_DAYS, "{recompute:?}");
+        state::assert_same(&state::feed_files(&live).await, &feeds);
     });
 }

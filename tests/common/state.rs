@@ -80,6 +80,17 @@ pub async fn snapshot(lake: &Lake) -> BTreeMap<String, Vec<String>> {
             .unwrap_or_else(|e| panic!("reading {t}: {e}"));
         out.insert(t.to_string(), rows(&batches));
     }
+    out.extend(feed_files(lake).await);
+    out
+}
+
+/// The protection feeds as an outside reader of `protection/<feed>/` gets them: name to sorted
+/// rows (`feed_file_<feed>`).
+pub async fn feed_files(lake: &Lake) -> BTreeMap<String, Vec<String>> {
+    let ctx = mrs_pipeline::open_session(lake, None)
+        .await
+        .expect("session");
+    let mut out = BTreeMap::new();
     for feed in feeds() {
         let name = format!("feed_file_{feed}");
         ctx.register_parquet(

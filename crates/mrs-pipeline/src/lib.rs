@@ -8,13 +8,17 @@
 //! - [`migrations`]: checksummed, applied-once migrations;
 //! - [`lease`]: one writing run per lake at a time;
 //! - [`runner`]: `mrs run`;
-//! - [`decisions`]: analyst decisions (`mrs decide`).
+//! - [`feeds`]: the protection feeds, `protected_sales` rewritten by day;
+//! - [`decisions`]: analyst decisions (`mrs decide`);
+//! - [`row_key`]: `mrs_row_key`, the hash the input checks group sales cells by.
 
 pub mod checkpoint;
 pub mod decisions;
+pub mod feeds;
 pub mod lake;
 pub mod lease;
 pub mod migrations;
+pub mod row_key;
 pub mod runner;
 pub mod sales_files;
 pub mod script;

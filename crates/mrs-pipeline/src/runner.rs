@@ -18,7 +18,6 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
-use datafusion::object_store::ObjectStoreExt;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
@@ -57,6 +56,9 @@ pub struct RunSummary {
     pub stores_resumed: i64,
     /// Sales rows the detector read (a resumed store reads only its look-back).
     pub detection_rows: i64,
+    /// Day files of the `protected_sales` feed this run wrote (every day on a full rewrite,
+    /// only the days that can have changed otherwise).
+    pub feed_days_written: i64,
     /// Wall time of each phase, in run order (`setup`: inputs, migrations and views; one entry
     /// per stage script; `summary`; `feeds`). For benchmarks: never compare it in tests.
     pub stage_seconds: Vec<(String, f64)>,
@@ -96,18 +98,14 @@ pub const LOGS: &[&str] = &[
     "minority_events_log",
 ];
 
-/// Protection feeds written under `<lake>/protection/` for outside readers.
+/// Protection feeds written under `<lake>/protection/<feed>/` for outside readers, with the
+/// query of their rows ([`crate::feeds`] writes them: the small ones whole, `protected_sales`
+/// by day).
 pub const FEEDS: &[(&str, &str)] = &[
+    crate::feeds::WHOLE_FEEDS[0],
+    crate::feeds::WHOLE_FEEDS[1],
     (
-        "mmm_protection",
-        "SELECT * FROM mmm_protection ORDER BY event_id, store_id, sku, cell_start",
-    ),
-    (
-        "bandit_masks",
-        "SELECT * FROM bandit_masks ORDER BY arm_type, arm_id, mask_start, event_id",
-    ),
-    (
-        "protected_sales",
+        crate::feeds::DAILY_FEED,
         "SELECT * FROM protected_sales ORDER BY store_id, sku, ts",
     ),
 ];
@@ -322,6 +320,7 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
         stores_resumed: q("SELECT count(*) FROM stage_checkpoint".into()).await?,
         detection_rows: q("SELECT coalesce(sum(out['rows_read']), 0) FROM stage_detect_out".into())
             .await?,
+        feed_days_written: 0,
         stage_seconds: Vec::new(),
     };
 
@@ -350,48 +349,31 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
     lap("summary");
     lease.check()?;
     log::info!("stage feeds");
-    write_feeds(&ctx, lake).await?;
+    let feeds = crate::feeds::write(
+        &ctx,
+        lake,
+        crate::feeds::FeedRun {
+            full: options.full,
+            hide_from: options.as_of_micros,
+            clock: written_at,
+        },
+    )
+    .await?;
+    log::info!(
+        "feeds: {} protected_sales days written ({}), {} files removed",
+        feeds.days_written,
+        if feeds.full {
+            "every day"
+        } else {
+            "changed days"
+        },
+        feeds.files_removed
+    );
+    summary.feed_days_written = feeds.days_written;
     lap("feeds");
     lease.check()?;
     crate::checkpoint::write(&ctx, lake).await?;
     lap("checkpoint");
     summary.stage_seconds = stage_seconds;
     Ok(summary)
-}
-
-/// Rewrites the protection feeds from the hydrated views. Feeds are derived output, not logs:
-/// each run replaces them whole, and a reader must never find one empty, partial or doubled.
-/// So each feed is one file, `protection/<feed>/<feed>.parquet`: written under
-/// `protection/_staging/` (a name Parquet readers skip), then renamed over the old one (an
-/// atomic replace on the local file system, a server-side copy on S3), then any other file left
-/// in the feed's folder (an older layout) is removed. A run killed on the way leaves the
-/// previous feed in place; the next run replaces it.
-pub async fn write_feeds(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    let store = lake.store();
-    for (feed, query) in FEEDS {
-        let staged = format!("protection/_staging/{feed}.parquet");
-        let target = format!("protection/{feed}/{feed}.parquet");
-        run_statement(
-            ctx,
-            &format!(
-                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
-                lake.url()
-            ),
-        )
-        .await?;
-        let target_path = lake.path(&target);
-        store
-            .rename(&lake.path(&staged), &target_path)
-            .await
-            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
-        for other in lake.list_parquet(&format!("protection/{feed}")).await? {
-            if other != target_path {
-                store
-                    .delete(&other)
-                    .await
-                    .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
-            }
-        }
-    }
-    Ok(())
 }

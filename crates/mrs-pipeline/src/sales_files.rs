@@ -9,7 +9,9 @@
 //! Names are used rather than object modification times because a copy, a restore or a clean
 //! clone rewrites those, and listing order is not defined by object stores at all.
 //!
-//! Files are listed at every scan, so a long-lived session sees new deliveries (DESIGN §6); the
+//! Files are listed at every scan, so a long-lived session sees new deliveries (DESIGN §6), and
+//! a filter on `source_file` alone (`source_file IN (…)`: the new files of an incremental run)
+//! is evaluated on the names before any file is opened; the
 //! schema is read from every file's footer when the table is registered, and a file that is not
 //! readable Parquet (truncated, corrupt, not Parquet at all) or whose columns clash with the
 //! others fails the run with the file named.
@@ -17,10 +19,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::array::{Array, AsArray, Int64Array, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Int64Type, Schema, SchemaRef};
+use datafusion::arrow::array::{Array, AsArray, DictionaryArray, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Int64Type, Schema, SchemaRef, UInt16Type,
+};
 use datafusion::catalog::Session;
-use datafusion::common::ScalarValue;
+use datafusion::common::{DFSchema, ScalarValue};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::PartitionedFile;
@@ -28,7 +32,7 @@ use datafusion::datasource::physical_plan::{FileGroup, FileScanConfigBuilder};
 use datafusion::datasource::table_schema::TableSchema;
 use datafusion::datasource::{MemTable, TableProvider, TableType};
 use datafusion::error::{DataFusionError, Result};
-use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::object_store::ObjectMeta;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::empty::EmptyExec;
@@ -137,6 +141,39 @@ fn relative(lake: &Lake, folder: &str, location: &datafusion::object_store::path
         .unwrap_or_else(|| location.to_string())
 }
 
+/// Whether a filter reads `source_file` only (and can be evaluated on the file names).
+fn on_source_file(filter: &Expr) -> bool {
+    let columns = filter.column_refs();
+    !columns.is_empty() && columns.iter().all(|c| c.name == SOURCE_FILE) && !filter.is_volatile()
+}
+
+/// Which of the files (by name) the filters on `source_file` keep.
+fn files_kept(state: &dyn Session, filters: &[Expr], names: &[String]) -> Result<Vec<bool>> {
+    let mut keep = vec![true; names.len()];
+    let applicable: Vec<&Expr> = filters.iter().filter(|f| on_source_file(f)).collect();
+    if applicable.is_empty() || names.is_empty() {
+        return Ok(keep);
+    }
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        SOURCE_FILE,
+        source_file_type(),
+        false,
+    )]));
+    let column: DictionaryArray<UInt16Type> = names.iter().map(String::as_str).collect();
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![Arc::new(column)])?;
+    let df_schema = DFSchema::try_from(schema.as_ref().clone())?;
+    for filter in applicable {
+        let expr = state.create_physical_expr(filter.clone(), &df_schema)?;
+        let value = expr.evaluate(&batch)?.into_array(names.len())?;
+        let value = datafusion::arrow::compute::cast(&value, &DataType::Boolean)?;
+        let value = value.as_boolean();
+        for (i, k) in keep.iter_mut().enumerate() {
+            *k &= value.is_valid(i) && value.value(i);
+        }
+    }
+    Ok(keep)
+}
+
 #[async_trait]
 impl TableProvider for SalesFiles {
     fn schema(&self) -> SchemaRef {
@@ -147,14 +184,42 @@ impl TableProvider for SalesFiles {
         TableType::Base
     }
 
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>> {
+        // Inexact: the filter is applied again above the scan; here it only skips files.
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if on_source_file(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
     async fn scan(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-        _filters: &[Expr],
+        filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let objects = list(&self.lake, &self.folder).await?;
+        let names: Vec<String> = objects
+            .iter()
+            .map(|o| relative(&self.lake, &self.folder, &o.location))
+            .collect();
+        let keep = files_kept(state, filters, &names)?;
+        let objects: Vec<(ObjectMeta, String)> = objects
+            .into_iter()
+            .zip(names)
+            .zip(keep)
+            .filter_map(|(file, k)| k.then_some(file))
+            .collect();
         if objects.is_empty() {
             let schema = match projection {
                 Some(p) => Arc::new(self.schema.project(p)?),
@@ -166,8 +231,7 @@ impl TableProvider for SalesFiles {
         // files further by byte range.
         let n_groups = state.config().target_partitions().clamp(1, objects.len());
         let mut groups: Vec<Vec<PartitionedFile>> = vec![Vec::new(); n_groups];
-        for (i, o) in objects.into_iter().enumerate() {
-            let name = relative(&self.lake, &self.folder, &o.location);
+        for (i, (o, name)) in objects.into_iter().enumerate() {
             let value = ScalarValue::Dictionary(
                 Box::new(DataType::UInt16),
                 Box::new(ScalarValue::Utf8(Some(name))),

@@ -17,6 +17,9 @@ pub fn register_all_functions(registry: &mut dyn FunctionRegistry) -> Result<()>
     mrs_detect::register_all(registry)?;
     mrs_cluster::register_all(registry)?;
     mrs_attribute::register_all(registry)?;
+    registry.register_udf(Arc::new(
+        datafusion::logical_expr::ScalarUDF::new_from_impl(crate::row_key::RowKeyFunc::new()),
+    ))?;
     Ok(())
 }
 
