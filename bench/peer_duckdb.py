@@ -1,18 +1,21 @@
-"""The per-bucket detection model of mrs-detect (crates/mrs-detect/src/model/scorer.rs), written
-for DuckDB SQL: the peer of `mrs_detect` in scripts/bench.sh.
+"""The per-bucket detection model of mrs-detect 0.4 (crates/mrs-detect/src/model/scorer.rs and
+counts.rs), written for DuckDB SQL: the peer of `mrs_detect` in scripts/bench.sh.
 
 What it computes, for every store x SKU cell series and every store-total series of the lake
 (holiday store-days left out, as sql/pipeline/01_detect.sql does): the per-bucket baseline, robust
 z and score of the causal robust seasonal model, and the store buckets that the store-level rule
-flags. It leaves out the windows, the reports and their evidence/data-quality features (report
-assembly). See bench/README.md for the model and the exact scope.
+flags. It leaves out the windows, the sustained runs, the reports and their evidence/data-quality
+features (report assembly). See bench/README.md for the model and the exact scope.
 
-The model is causal and recursive: a flagged bucket enters the history clipped to the alert band,
-which changes later baselines and scales. SQL has no sequential loop, so the clean history is
-found by a fixed-point iteration: compute every statistic from the current clean history, clip,
-and repeat on the series whose clean history changed until none does. The fixed point is the
-sequential model's output (each bucket depends only on earlier buckets, so by induction on time
-the fixed point is unique), and the run fails if it is not reached.
+The model is causal and recursive: a bucket with |z| >= 3 enters the history clipped to that
+band, which changes later seasonal means, level ratios, residuals and scales; and the seasonal
+mean is winsorised with the scale and dispersion fitted at the previous daily refit. SQL has no
+sequential loop, so the peer iterates to a fixed point on the state (the clean history of every
+bucket and the scale and dispersion of every daily refit point): compute every statistic from the
+current state, derive the new state, and repeat on the series whose state changed until none
+does. Every quantity at bucket t reads the state strictly before t only, so the correct prefix
+grows with every pass and the fixed point is the sequential model's output (it is unique); the
+run fails if it is not reached.
 
 Usage: peer_duckdb.py LAKE_DIR [--out CSV] [--threads N]
 """
@@ -24,15 +27,22 @@ import time
 
 import duckdb
 
-# The model's constants (scorer.rs, store.rs), hourly plan: weekly season 168, daily 24.
-SEASONS = (168, 24)
+# The model's constants (scorer.rs, counts.rs, store.rs), hourly plan: weekly season 168, daily 24,
+# scale window one week, dispersion window four weeks, refits once a day.
 K = 4
 Z_ALERT = 5.0
+HISTORY_CLIP = 3.0          # min(3, z_alert)
+COUNT_TAIL_FROM = 2.0
 WARMUP_DIV = 1.1547005383792515
 MEDIAN_CHI2_1 = 0.4549364231195727
-MAX_ITER = 60
-# Series per chunk of the model.
-CHUNK = 1000
+MEDIAN_SD_FACTOR = 2.33
+MAX_KAPPA = 16.0
+SCALE_WINDOW = 168
+DISPERSION_WINDOW = 4 * 168
+MAX_TERMS = 4096
+MAX_ITER = 200
+# Series per chunk of the model (bounds the refit windows held at once).
+CHUNK = 500
 
 
 def prepare(con, lake):
@@ -75,6 +85,34 @@ def prepare(con, lake):
     """)
 
 
+# Transforms (robust.rs), ln Gamma (mrs-core special.rs: the same Lanczos sum, term by term, so
+# the count tails agree to rounding), the normal quantile (counts.rs tail_z: Acklam) and the pmfs
+# of the count tails (counts.rs).
+LANCZOS = [0.9999999999998099, 676.5203681218851, -1259.1392167224028, 771.3234287776531,
+           -176.6150291621406, 12.507343278686905, -0.13857109526572012,
+           9.984369578019572e-06, 1.5056327351493116e-07]
+ACK_A = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2,
+         -3.066479806614716e1, 2.506628277459239]
+ACK_B = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1,
+         -1.328068155288572e1]
+ACK_C = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734,
+         4.374664141464968, 2.938163982698783]
+ACK_D = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416]
+
+
+def _horner(coef, v):
+    """((c0 v + c1) v + c2) ... as SQL text (coefficients as exact float literals)."""
+    s = repr(coef[0])
+    for c in coef[1:]:
+        s = f"({s} * {v} + {c!r})"
+    return s
+
+
+_lanczos_sum = " + ".join([repr(LANCZOS[0])] + [f"{c!r} / (x + {float(i)!r})" for i, c in enumerate(LANCZOS) if i > 0])
+_q_low = f"({_horner(ACK_C, 'sqrt(-2.0 * ln(p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(p))')}))"
+_q_mid = f"({_horner(ACK_A, '((p - 0.5) * (p - 0.5))')} * (p - 0.5) / {_horner(ACK_B + [1.0], '((p - 0.5) * (p - 0.5))')})"
+_q_high = f"(-{_horner(ACK_C, 'sqrt(-2.0 * ln(1.0 - p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(1.0 - p))')}))"
+
 MACROS = f"""
 CREATE OR REPLACE TEMP MACRO ansc(y) AS
   CASE WHEN y >= 0 THEN 2.0 * sqrt(y + 0.375)
@@ -90,109 +128,273 @@ CREATE OR REPLACE TEMP MACRO nbinv1(g, k) AS pow(sinh(g * sqrt(k) / 2.0), 2) / k
 CREATE OR REPLACE TEMP MACRO inv_nbt(a, k) AS
   CASE WHEN k < 1e-9 THEN inv_ansc(a)
        WHEN a >= nbt(0.0, k) THEN nbinv1(a, k) ELSE -nbinv1(2.0 * nbt(0.0, k) - a, k) END;
+-- a seasonal value winsorised to [lo, hi]; a missing one adds 0 (greatest/least skip NULLs)
+CREATE OR REPLACE TEMP MACRO wins(v, lo, hi) AS CASE WHEN v IS NULL THEN 0.0 ELSE least(greatest(v, lo), hi) END;
+CREATE OR REPLACE TEMP MACRO lg_main(x) AS
+  0.5 * ln(2.0 * pi()) + (x + 0.5) * ln(x + 7.0 + 0.5) - (x + 7.0 + 0.5) + ln({_lanczos_sum});
+CREATE OR REPLACE TEMP MACRO lg(x) AS
+  CASE WHEN x < 0.5 THEN ln(pi() / sin(pi() * x)) - lg_main(1.0 - x - 1.0)
+       ELSE lg_main(x - 1.0) END;
+CREATE OR REPLACE TEMP MACRO acklam(p) AS
+  CASE WHEN p < 0.02425 THEN {_q_low} WHEN p <= 1.0 - 0.02425 THEN {_q_mid} ELSE {_q_high} END;
+CREATE OR REPLACE TEMP MACRO tail_z(p) AS
+  CASE WHEN p IS NULL THEN NULL WHEN isnan(p) THEN p
+       WHEN p <= 0 THEN 'inf'::DOUBLE WHEN p >= 1 THEN '-inf'::DOUBLE ELSE -acklam(p) END;
+-- pmf of one term: family 0 beta negative binomial (alpha, beta, r, lnorm),
+-- 1 negative binomial (mu, r, q), 2 Poisson (mu)
+CREATE OR REPLACE TEMP MACRO pmf(fam, k, mu, r, q, a, b, lnorm) AS exp(CASE fam
+  WHEN 0 THEN lg(k + r) - lg(k + 1.0) + lg(a + k) + lg(b + r) - lg(a + b + r + k) - lnorm
+  WHEN 1 THEN lg(k + r) - lg(r) - lg(k + 1.0) + r * ln(1.0 - q) + k * ln(q)
+  ELSE k * ln(mu) - mu - lg(k + 1.0) END);
+CREATE OR REPLACE TEMP MACRO ratio_up(fam, k, mu, r, q, a, b) AS CASE fam
+  WHEN 0 THEN (k + r) / (k + 1.0) * (a + k) / (a + b + r + k)
+  WHEN 1 THEN (k + r) / (k + 1.0) * q
+  ELSE mu / (k + 1.0) END;
 """
 
 
-def seasonal(con):
-    """Seasonal median, season and warm-up residual of every present bucket from the clean
-    history `c` of table cur(sid, t, first, y, c) (iteration dependent)."""
-    lag = lambda s, k: f"lag(c, {s * k}) OVER w"
-    cnt = lambda s: " + ".join(f"CAST({lag(s, k)} IS NOT NULL AS INT)" for k in range(1, K + 1))
-    lst = lambda s: "[" + ", ".join(lag(s, k) for k in range(1, K + 1)) + "]"
+def static(con):
+    """What does not depend on the clean history: per present bucket the season in use (the
+    first of 168, 24 with two seasons of history and >= 2 of its 4 lags present), the number of
+    lags, the warm-up season, the run of scored buckets with one season (the level correction's
+    scope) and the daily refit points."""
+    pres = lambda s, k: f"CAST(lag(y, {s * k}) OVER w IS NOT NULL AS INT)"
+    n = lambda s: " + ".join(pres(s, k) for k in range(1, K + 1))
     con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE st AS
-    SELECT sid, t, first, y, c, h,
-           CASE WHEN h >= 336 AND n168 >= 2 THEN 168 WHEN h >= 48 AND n24 >= 2 THEN 24 END AS season,
-           CASE WHEN h >= 336 AND n168 >= 2 THEN list_median(l168)
-                WHEN h >= 48 AND n24 >= 2 THEN list_median(l24) END AS m,
-           CASE WHEN h >= 168 THEN p168 WHEN h >= 24 THEN p24 END AS prev
-    FROM (SELECT sid, t, first, y, c, t - first AS h,
-                 {cnt(168)} AS n168, {cnt(24)} AS n24, {lst(168)} AS l168, {lst(24)} AS l24,
-                 lag(c, 168) OVER w AS p168, lag(c, 24) OVER w AS p24
-          FROM cur WINDOW w AS (PARTITION BY sid ORDER BY t))
-    WHERE y IS NOT NULL
+    CREATE OR REPLACE TEMP TABLE base0 AS
+    SELECT sid, t, y, t - first AS h,
+           CASE WHEN y IS NULL THEN NULL
+                WHEN t - first >= 336 AND n168 >= 2 THEN 168 WHEN t - first >= 48 AND n24 >= 2 THEN 24 END AS season,
+           CASE WHEN y IS NULL THEN NULL
+                WHEN t - first >= 336 AND n168 >= 2 THEN n168 WHEN t - first >= 48 AND n24 >= 2 THEN n24 END AS nlag,
+           CASE WHEN t - first >= 168 THEN 168 WHEN t - first >= 24 THEN 24 END AS poff
+    FROM (SELECT *, {n(168)} AS n168, {n(24)} AS n24 FROM grid WINDOW w AS (PARTITION BY sid ORDER BY t));
+    CREATE OR REPLACE TEMP TABLE base AS
+    SELECT b.*, r.run FROM base0 b LEFT JOIN (
+      SELECT sid, t, sum(CAST(season IS DISTINCT FROM ps AS INT)) OVER (PARTITION BY sid ORDER BY t) AS run
+      FROM (SELECT sid, t, season, lag(season) OVER (PARTITION BY sid ORDER BY t) AS ps
+            FROM base0 WHERE season IS NOT NULL)) r USING (sid, t);
+    """)
+    # daily refit points: the first scored bucket, then the first scored bucket at least 24
+    # after the previous point (runs of consecutive scored buckets, walked recursively)
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE runs AS
+    SELECT sid, row_number() OVER (PARTITION BY sid ORDER BY a) AS r, a, b FROM (
+      SELECT sid, min(t) AS a, max(t) AS b FROM (
+        SELECT sid, t, t - row_number() OVER (PARTITION BY sid ORDER BY t) AS g
+        FROM base WHERE season IS NOT NULL) GROUP BY sid, g);
+    CREATE OR REPLACE TEMP TABLE run_points AS
+    WITH RECURSIVE walk(sid, r, first_point, b, due) AS (
+      SELECT sid, r, a, b, a + 24 * ((b - a) // 24 + 1) FROM runs WHERE r = 1
+      UNION ALL
+      SELECT n.sid, n.r, greatest(n.a, w.due), n.b,
+             CASE WHEN greatest(n.a, w.due) <= n.b
+                  THEN greatest(n.a, w.due) + 24 * ((n.b - greatest(n.a, w.due)) // 24 + 1)
+                  ELSE w.due END
+      FROM walk w JOIN runs n ON n.sid = w.sid AND n.r = w.r + 1)
+    SELECT sid, first_point, b FROM walk WHERE first_point <= b;
+    CREATE OR REPLACE TEMP TABLE points AS
+    SELECT sid, unnest(range(first_point, b + 1, 24)) AS pt FROM run_points;
     """)
 
 
 def iterate(con):
-    """One pass over the series in cur: baseline, residuals, daily scale, z and new clean."""
-    seasonal(con)
-    # level correction: median of (y+1)/(m+1) over the last L buckets (48 weekly, 12 daily)
+    """One pass over the series in cur(sid, t, y, season, nlag, poff, run, c) with the refit
+    state pst(sid, pt, scale, kappa): baseline, residuals, refits, z and the new clean history
+    (tables lv, npst, out)."""
+    lag = lambda s, k: f"lag(c, {s * k}) OVER w"
     con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE lg1 AS
+    SELECT sid, t, y, c, season, nlag, run,
+      CASE season WHEN 168 THEN {lag(168, 1)} WHEN 24 THEN {lag(24, 1)} END AS l1,
+      CASE season WHEN 168 THEN {lag(168, 2)} WHEN 24 THEN {lag(24, 2)} END AS l2,
+      CASE season WHEN 168 THEN {lag(168, 3)} WHEN 24 THEN {lag(24, 3)} END AS l3,
+      CASE season WHEN 168 THEN {lag(168, 4)} WHEN 24 THEN {lag(24, 4)} END AS l4,
+      CASE poff WHEN 168 THEN {lag(168, 1)} WHEN 24 THEN {lag(24, 1)} END AS prev
+    FROM cur WINDOW w AS (PARTITION BY sid ORDER BY t)
+    """)
+    # seasonal level: the mean of the present lags winsorised at their median +- 2 sd, sd from
+    # the scale and dispersion of the last refit before t (1 and 0 before the first)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE st AS
+    SELECT *, CASE WHEN season IS NOT NULL THEN
+        (wins(l1, lo, hi) + wins(l2, lo, hi) + wins(l3, lo, hi) + wins(l4, lo, hi)) / nlag END AS m
+    FROM (SELECT *, m0 - 2.0 * sd0 AS lo, m0 + 2.0 * sd0 AS hi FROM (
+      SELECT *, coalesce(ps.scale, 1.0) * sqrt(greatest(m0, 0.0) + coalesce(ps.kappa, 0.0) * m0 * m0) AS sd0
+      FROM (SELECT *, list_median(list_filter([l1, l2, l3, l4], lambda v: v IS NOT NULL)) AS m0
+            FROM lg1 WHERE y IS NOT NULL) x
+      ASOF LEFT JOIN pst ps ON x.sid = ps.sid AND x.t > ps.pt))
+    """)
+    # level correction: median of (y + 1) / (m + 1) over the last L scored buckets of the same
+    # season run (48 weekly, 12 daily), at least 24 / 6 of them, else 1; baseline b = m * level
+    con.execute("""
     CREATE OR REPLACE TEMP TABLE lv AS
     SELECT *, m * level AS b FROM (
       SELECT *,
         CASE WHEN season = 168 THEN CASE WHEN n48 >= 24 THEN med48 ELSE 1.0 END
-             WHEN season = 24 THEN CASE WHEN n12 >= 6 THEN med12 ELSE 1.0 END END AS level
+             ELSE CASE WHEN n12 >= 6 THEN med12 ELSE 1.0 END END AS level
       FROM (SELECT *,
-              median(ratio) OVER (PARTITION BY sid ORDER BY t RANGE BETWEEN 48 PRECEDING AND 1 PRECEDING) AS med48,
-              count(ratio) OVER (PARTITION BY sid ORDER BY t RANGE BETWEEN 48 PRECEDING AND 1 PRECEDING) AS n48,
-              median(ratio) OVER (PARTITION BY sid ORDER BY t RANGE BETWEEN 12 PRECEDING AND 1 PRECEDING) AS med12,
-              count(ratio) OVER (PARTITION BY sid ORDER BY t RANGE BETWEEN 12 PRECEDING AND 1 PRECEDING) AS n12
-            FROM (SELECT *, CASE WHEN m >= 0 AND y >= 0 THEN (y + 1.0) / (m + 1.0) END AS ratio FROM st)))
+              median(ratio) OVER w48 AS med48, count(ratio) OVER w48 AS n48,
+              median(ratio) OVER w12 AS med12, count(ratio) OVER w12 AS n12
+            FROM (SELECT *, CASE WHEN m >= 0 AND y >= 0 THEN (y + 1.0) / (m + 1.0) END AS ratio
+                  FROM st WHERE season IS NOT NULL)
+            WINDOW w48 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 48 PRECEDING AND 1 PRECEDING),
+                   w12 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 12 PRECEDING AND 1 PRECEDING)))
     """)
-    # residuals: against the baseline when scored, one-season differences during the warm-up
+    # residuals: against the baseline when scored, one-season differences during the warm-up;
+    # rb is the expected value behind each (for the dispersion fit)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE rs AS
-    SELECT sid, t, c,
-      CASE WHEN m IS NOT NULL THEN ansc(c) - ansc(b)
-           WHEN prev IS NOT NULL THEN (ansc(y) - ansc(prev)) / {WARMUP_DIV} END AS r,
-      CASE WHEN m IS NOT NULL THEN b ELSE 0.5 * (y + prev) END AS rb,
-      CASE WHEN m IS NOT NULL THEN b ELSE prev END AS ref,
-      CASE WHEN m IS NOT NULL THEN 1.0 ELSE {WARMUP_DIV} END AS div
-    FROM lv
+    SELECT sid, t, c, ansc(c) - ansc(b) AS r, b AS rb, b AS ref, 1.0 AS div FROM lv
+    UNION ALL
+    SELECT sid, t, c, (ansc(y) - ansc(prev)) / {WARMUP_DIV}, 0.5 * (y + prev), prev, {WARMUP_DIV}
+    FROM st WHERE season IS NULL AND prev IS NOT NULL
     """)
-    # the trailing week of residuals at each daily scale point
-    con.execute("""
+    # the refit at each daily point: dispersion from the last four weeks of residuals (those
+    # with a positive expected value, split at their median expected value, the variance ratio
+    # shrunk by one standard error), scale from the last week's on the fitted scale
+    con.execute(f"""
     CREATE OR REPLACE TEMP TABLE win AS
-    SELECT p.sid, p.t AS pt, rs.r * rs.r AS r2, greatest(rs.rb, 0.0) AS bb, rs.c, rs.ref, rs.div
-    FROM (SELECT p.sid, p.t, o.off FROM points p SEMI JOIN cur_sids USING (sid),
-          range(1, 169) o(off)) p
-    JOIN rs ON rs.sid = p.sid AND rs.t = p.t - p.off
-    WHERE rs.r IS NOT NULL
+    SELECT p.sid, p.pt, p.off, rs.r * rs.r AS r2, rs.rb, rs.c, rs.ref, rs.div
+    FROM (SELECT p.sid, p.pt, o.off FROM points p SEMI JOIN cur_sids USING (sid),
+          range(1, {DISPERSION_WINDOW + 1}) o(off)) p
+    JOIN rs ON rs.sid = p.sid AND rs.t = p.pt - p.off
     """)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE fit AS
-    WITH mid AS (SELECT sid, pt, count(*) AS n, median(bb) AS b_mid FROM win GROUP BY ALL),
+    WITH mid AS (SELECT *, median(rb) FILTER (WHERE rb > 0) OVER (PARTITION BY sid, pt) AS b_mid FROM win),
     halves AS (
-      SELECT w.sid, w.pt, any_value(mid.n) AS n,
-        median(r2) FILTER (WHERE bb <= b_mid) / {MEDIAN_CHI2_1} AS v_lo,
-        median(bb) FILTER (WHERE bb <= b_mid) AS b_lo, count(*) FILTER (WHERE bb <= b_mid) AS n_lo,
-        median(r2) FILTER (WHERE bb > b_mid) / {MEDIAN_CHI2_1} AS v_hi,
-        median(bb) FILTER (WHERE bb > b_mid) AS b_hi, count(*) FILTER (WHERE bb > b_mid) AS n_hi
-      FROM win w JOIN mid USING (sid, pt) GROUP BY ALL)
+      SELECT sid, pt, count(*) AS n,
+        median(r2) FILTER (WHERE rb > 0 AND NOT rb > b_mid) / {MEDIAN_CHI2_1} AS v_lo,
+        median(rb) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS b_lo,
+        count(*) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS n_lo,
+        median(r2) FILTER (WHERE rb > 0 AND rb > b_mid) / {MEDIAN_CHI2_1} AS v_hi,
+        median(rb) FILTER (WHERE rb > 0 AND rb > b_mid) AS b_hi,
+        count(*) FILTER (WHERE rb > 0 AND rb > b_mid) AS n_hi
+      FROM mid GROUP BY ALL),
+    shr AS (SELECT *, v_hi / v_lo * exp(-{MEDIAN_SD_FACTOR} * sqrt(2.0 / least(n_lo, n_hi))) AS rho FROM halves)
     SELECT sid, pt, n,
-      CASE WHEN n < 8 OR v_hi <= 0 OR n_lo < 2 OR n_hi < 2 OR v_lo IS NULL OR isnan(v_lo) OR v_lo <= 0
+      CASE WHEN n < 8 OR n_lo < 2 OR n_hi < 2 OR v_lo IS NULL OR isnan(v_lo) OR v_lo <= 0
                 OR v_hi IS NULL OR NOT isfinite(v_hi) THEN 0.0
-           WHEN NOT (ln(v_hi / v_lo) > 3.0 * 2.33 * sqrt(2.0 / least(n_lo, n_hi)))
-                OR b_hi - (v_hi / v_lo) * b_lo <= 0 THEN 0.0
-           ELSE least((v_hi / v_lo - 1.0) / (b_hi - (v_hi / v_lo) * b_lo), 16.0) END AS kappa
-    FROM halves
+           WHEN rho <= 1.0 OR b_hi - rho * b_lo <= 0 THEN 0.0
+           ELSE least((rho - 1.0) / (b_hi - rho * b_lo), {MAX_KAPPA}) END AS kappa
+    FROM shr
     """)
     con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE sc AS
-    SELECT p.sid, p.t AS pt, coalesce(s.kappa, 0.0) AS kappa, coalesce(s.scale, 1.0) AS scale
+    CREATE OR REPLACE TEMP TABLE npst AS
+    SELECT p.sid, p.pt, coalesce(s.scale, 1.0) AS scale, coalesce(s.kappa, 0.0) AS kappa
     FROM points p SEMI JOIN cur_sids USING (sid)
     LEFT JOIN (
-      SELECT f.sid, f.pt, f.kappa,
+      SELECT f.sid, f.pt, CASE WHEN f.n < 8 THEN 0.0 ELSE f.kappa END AS kappa,
         CASE WHEN f.n < 8 THEN 1.0 ELSE coalesce(greatest(sqrt(
           median(pow((nbt(w.c, f.kappa) - nbt(w.ref, f.kappa)) / w.div, 2)) / {MEDIAN_CHI2_1}), 1.0), 1.0) END AS scale
-      FROM fit f JOIN win w ON w.sid = f.sid AND w.pt = f.pt GROUP BY f.sid, f.pt, f.kappa, f.n) s
-    ON s.sid = p.sid AND s.pt = p.t
+      FROM fit f LEFT JOIN win w ON w.sid = f.sid AND w.pt = f.pt AND w.off <= {SCALE_WINDOW}
+      GROUP BY f.sid, f.pt, f.kappa, f.n) s
+    ON s.sid = p.sid AND s.pt = p.pt
     """)
-    # every scored bucket takes the scale and dispersion of the last point at or before it
+    # z against the nearer of the seasonal mean and the baseline (y clamped into [min, max]),
+    # with the scale and dispersion of the last refit at or before t
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE zz AS
+    SELECT *, (nbt(y, kappa) - nbt(bref, kappa)) / scale AS z0 FROM (
+      SELECT lv.sid, lv.t, lv.y, lv.c, lv.b, lv.nlag, ps.scale, ps.kappa,
+        CASE WHEN lv.y > greatest(lv.b, lv.m) THEN greatest(lv.b, lv.m)
+             WHEN lv.y < least(lv.b, lv.m) THEN least(lv.b, lv.m) ELSE lv.y END AS bref
+      FROM lv ASOF JOIN npst ps ON lv.sid = ps.sid AND lv.t >= ps.pt)
+    """)
+    tails(con)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE out AS
-    SELECT sid, t, y, b AS baseline, z, least(abs(z) / {2 * Z_ALERT}, 1.0) AS score,
-      CASE WHEN abs(z) >= {Z_ALERT}
-           THEN inv_nbt(nbt(b, kappa) + sign(z) * {Z_ALERT} * scale, kappa) ELSE y END AS c_new
-    FROM (SELECT *, (nbt(y, kappa) - nbt(b, kappa)) / scale AS z
-          FROM (SELECT lv.sid, lv.t, lv.y, lv.b,
-                  last_value(sc.scale IGNORE NULLS) OVER w AS scale,
-                  last_value(sc.kappa IGNORE NULLS) OVER w AS kappa
-                FROM lv LEFT JOIN sc ON sc.sid = lv.sid AND sc.pt = lv.t
-                WHERE lv.m IS NOT NULL
-                WINDOW w AS (PARTITION BY lv.sid ORDER BY lv.t ROWS UNBOUNDED PRECEDING)))
+    SELECT sid, t, y, c, b AS baseline, z, least(abs(z) / {2 * Z_ALERT}, 1.0) AS score,
+      CASE WHEN abs(z) >= {HISTORY_CLIP}
+           THEN inv_nbt(nbt(bref, kappa) + sign(z) * {HISTORY_CLIP} * scale, kappa) ELSE y END AS c_new
+    FROM (SELECT zz.*, CASE WHEN tz.tz IS NOT NULL AND tz.tz * zz.z0 > 0
+                            THEN sign(zz.z0) * least(abs(zz.z0), abs(tz.tz)) ELSE zz.z0 END AS z
+          FROM zz LEFT JOIN tz USING (sid, t))
+    """)
+
+
+def tails(con):
+    """The tail z of y under the posterior predictive distribution of a count whose mean is known
+    through the nlag seasonal values behind bref (counts.rs predictive_z), for every bucket with
+    |z| >= 2: the pmf terms are generated as rows and summed (table tz(sid, t, tz))."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE tq AS
+    SELECT *,
+      -- family 0: beta negative binomial (kappa > 1e-9), else the Poisson-gamma predictive, a
+      -- negative binomial (family 1) or, for a huge size, Poisson (family 2)
+      CASE WHEN kappa > 1e-9 THEN 0 WHEN 1.0 / size > 1e-9 THEN 1 ELSE 2 END AS fam,
+      CASE WHEN kappa > 1e-9 THEN y >= bref ELSE y >= size / nlag END AS upper
+    FROM (SELECT sid, t, y, bref, kappa, nlag, nlag * bref + 0.5 AS size, nlag * bref + 0.5 AS a,
+                 CASE WHEN kappa > 1e-9 THEN nlag * (1.0 / kappa) + 0.5 END AS bb
+          FROM zz WHERE abs(z0) >= {COUNT_TAIL_FROM} AND y >= 0 AND bref >= 0 AND isfinite(y) AND isfinite(bref));
+    CREATE OR REPLACE TEMP TABLE tq2 AS
+    SELECT sid, t, fam, upper, a, bb,
+      CASE fam WHEN 0 THEN NULL ELSE size / nlag END AS mu,
+      CASE fam WHEN 0 THEN 1.0 / kappa WHEN 1 THEN 1.0 / (1.0 / size) END AS r,
+      CASE fam WHEN 1 THEN (size / nlag) / (size / nlag + 1.0 / (1.0 / size)) END AS q,
+      CASE fam WHEN 0 THEN lg(a) + lg(bb) - lg(a + bb) + lg(1.0 / kappa) END AS lnorm,
+      CASE WHEN upper THEN floor(y) ELSE ceil(y) END AS k0
+    FROM tq;
+    """)
+    # Which terms each query sums (NULL k range = out of reach, p given directly):
+    # beta NB upper: P(Y >= k0) = 1 - cdf(k0 - 1), terms 0..k0-1; lower: cdf(k0), terms 0..k0;
+    # NB / Poisson upper: terms k0.. while they matter (geometric remainder bound), lower 0..k0
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE tr AS
+    SELECT *, CASE
+        WHEN upper AND k0 <= 0 THEN NULL
+        WHEN fam = 0 AND upper THEN CASE WHEN k0 - 1 < {MAX_TERMS} THEN 0 END
+        WHEN upper THEN k0
+        ELSE CASE WHEN k0 < {MAX_TERMS} THEN 0 END END AS klo,
+      CASE
+        WHEN upper AND k0 <= 0 THEN NULL
+        WHEN fam = 0 AND upper THEN k0 - 1
+        WHEN upper THEN k0 - 1 + least({MAX_TERMS},
+             CASE WHEN rho0 < 1.0 THEN ceil(-32.3 / ln(rho0)) + 1 ELSE {MAX_TERMS} END)
+        ELSE k0 END AS khi
+    FROM (SELECT *, ratio_up(fam, k0, mu, r, q, a, bb) AS rho0 FROM tq2);
+    CREATE OR REPLACE TEMP TABLE ts AS
+    SELECT sid, t, least(sum(pmf(fam, k, mu, r, q, a, bb, lnorm)), 1.0) AS s
+    FROM (SELECT sid, t, fam, mu, r, q, a, bb, lnorm, unnest(range(CAST(klo AS BIGINT), CAST(khi AS BIGINT) + 1)) AS k
+          FROM tr WHERE klo IS NOT NULL)
+    GROUP BY ALL;
+    """)
+    # NB / Poisson upper tails: the geometric bound of what follows the last term
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE tp AS
+    SELECT tr.sid, tr.t, tr.fam, tr.upper, tr.k0, tr.a, tr.bb, tr.r, tr.lnorm,
+      CASE
+        WHEN tr.upper AND tr.k0 <= 0 THEN 1.0
+        WHEN tr.klo IS NULL THEN NULL
+        WHEN tr.fam = 0 AND tr.upper THEN 1.0 - ts.s
+        WHEN tr.upper THEN
+          CASE WHEN pmf(tr.fam, tr.khi + 1, tr.mu, tr.r, tr.q, tr.a, tr.bb, tr.lnorm) > 1e-13 * ts.s THEN NULL
+               ELSE least(ts.s + pmf(tr.fam, tr.khi + 1, tr.mu, tr.r, tr.q, tr.a, tr.bb, tr.lnorm)
+                                 / (1.0 - ratio_up(tr.fam, tr.khi, tr.mu, tr.r, tr.q, tr.a, tr.bb)), 1.0) END
+        ELSE ts.s END AS p
+    FROM tr LEFT JOIN ts USING (sid, t)
+    """)
+    # beta NB upper tails whose complement cancels (<= 1e-9): the sum of the terms from k0 on
+    # until a term is below 1e-13 of the sum, at most MAX_TERMS (a lower bound, as in counts.rs)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE tfar AS
+    SELECT sid, t, arg_min(cs, j) AS s FROM (
+      SELECT sid, t, j, cs, lead(term) OVER w AS nxt FROM (
+        SELECT sid, t, j, term, sum(term) OVER w AS cs FROM (
+          SELECT sid, t, j, pmf(0, k0 + j, NULL, r, NULL, a, bb, lnorm) AS term
+          FROM (SELECT *, unnest(range({MAX_TERMS})) AS j FROM tp
+                WHERE fam = 0 AND upper AND k0 > 0 AND p IS NOT NULL AND NOT p > 1e-9))
+        WINDOW w AS (PARTITION BY sid, t ORDER BY j ROWS UNBOUNDED PRECEDING))
+      WINDOW w AS (PARTITION BY sid, t ORDER BY j))
+    WHERE nxt IS NULL OR nxt <= 1e-13 * cs
+    GROUP BY ALL;
+    CREATE OR REPLACE TEMP TABLE tz AS
+    SELECT sid, t, CASE WHEN upper THEN tail_z(pp) ELSE -tail_z(pp) END AS tz FROM (
+      SELECT tp.sid, tp.t, tp.upper,
+        CASE WHEN tfar.s IS NOT NULL THEN least(greatest(tfar.s, tp.p), 1.0)
+             ELSE least(tp.p, 1.0) END AS pp
+      FROM tp LEFT JOIN tfar USING (sid, t))
     """)
 
 
@@ -207,16 +409,19 @@ def fixed_point(con):
         iterate(con)
         con.execute("""
         CREATE OR REPLACE TEMP TABLE changed AS
-        SELECT DISTINCT o.sid FROM out o JOIN cur c USING (sid, t)
-        WHERE o.c_new IS DISTINCT FROM c.c
+        SELECT DISTINCT sid FROM out WHERE c_new IS DISTINCT FROM c
+        UNION
+        SELECT DISTINCT n.sid FROM npst n JOIN pst o USING (sid, pt)
+        WHERE n.scale IS DISTINCT FROM o.scale OR n.kappa IS DISTINCT FROM o.kappa
         """)
         n_changed = con.execute("SELECT count(*) FROM changed").fetchone()[0]
         # the unchanged series are final: keep their scores and drop them from the work set
         con.execute("""
         INSERT INTO result SELECT sid, t, y, baseline, z, score FROM out ANTI JOIN changed USING (sid);
         CREATE OR REPLACE TEMP TABLE cur AS
-        SELECT c.sid, c.t, c.first, c.y, coalesce(o.c_new, c.c) AS c
+        SELECT c.sid, c.t, c.y, c.season, c.nlag, c.poff, c.run, coalesce(o.c_new, c.c) AS c
         FROM cur c SEMI JOIN changed USING (sid) LEFT JOIN out o USING (sid, t);
+        CREATE OR REPLACE TEMP TABLE pst AS SELECT * FROM npst SEMI JOIN changed USING (sid);
         CREATE OR REPLACE TEMP TABLE cur_sids AS SELECT sid FROM changed;
         """)
         if n_changed == 0:
@@ -233,39 +438,18 @@ def run(lake, threads=None):
     con.execute(MACROS)
     timings["prepare"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    # daily scale points: the first scored bucket, then the first scored bucket at least 24
-    # after the previous point (runs of consecutive scored buckets, walked recursively)
-    con.execute("CREATE OR REPLACE TEMP TABLE cur AS SELECT sid, t, first, y, y AS c FROM grid")
-    seasonal(con)
-    con.execute("""
-    CREATE OR REPLACE TEMP TABLE runs AS
-    SELECT sid, row_number() OVER (PARTITION BY sid ORDER BY a) AS r, a, b FROM (
-      SELECT sid, min(t) AS a, max(t) AS b FROM (
-        SELECT sid, t, t - row_number() OVER (PARTITION BY sid ORDER BY t) AS g
-        FROM st WHERE m IS NOT NULL) GROUP BY sid, g);
-    CREATE OR REPLACE TEMP TABLE run_points AS
-    WITH RECURSIVE walk(sid, r, first_point, b, due) AS (
-      SELECT sid, r, a, b, a + 24 * ((b - a) // 24 + 1) FROM runs WHERE r = 1
-      UNION ALL
-      SELECT n.sid, n.r, greatest(n.a, w.due), n.b,
-             CASE WHEN greatest(n.a, w.due) <= n.b
-                  THEN greatest(n.a, w.due) + 24 * ((n.b - greatest(n.a, w.due)) // 24 + 1)
-                  ELSE w.due END
-      FROM walk w JOIN runs n ON n.sid = w.sid AND n.r = w.r + 1)
-    SELECT sid, first_point, b FROM walk WHERE first_point <= b;
-    CREATE OR REPLACE TEMP TABLE points AS
-    SELECT sid, unnest(range(first_point, b + 1, 24)) AS t FROM run_points;
-    CREATE OR REPLACE TEMP TABLE result AS
-    SELECT sid, t, y, y AS baseline, y AS z, y AS score FROM grid LIMIT 0;
-    """)
+    static(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE result AS SELECT sid, t, y, y AS baseline, y AS z, y AS score FROM grid LIMIT 0")
     n_series = con.execute("SELECT count(*) FROM series").fetchone()[0]
     iterations = 0
-    # series in chunks, so that the trailing-week windows of the scale fit stay in memory
+    # series in chunks, so that the four-week refit windows stay in memory
     for lo in range(0, n_series, CHUNK):
         con.execute(f"""
         CREATE OR REPLACE TEMP TABLE cur AS
-        SELECT sid, t, first, y, y AS c FROM grid WHERE sid >= {lo} AND sid < {lo + CHUNK};
+        SELECT sid, t, y, season, nlag, poff, run, y AS c FROM base WHERE sid >= {lo} AND sid < {lo + CHUNK};
         CREATE OR REPLACE TEMP TABLE cur_sids AS SELECT DISTINCT sid FROM cur;
+        CREATE OR REPLACE TEMP TABLE pst AS
+        SELECT sid, pt, 1.0 AS scale, 0.0 AS kappa FROM points WHERE sid >= {lo} AND sid < {lo + CHUNK};
         """)
         iterations = max(iterations, fixed_point(con))
     timings["model"] = time.perf_counter() - t1
