@@ -9,13 +9,15 @@ features (report assembly). See bench/README.md for the model and the exact scop
 
 The model is causal and recursive: a bucket with |z| >= 3 enters the history clipped to that
 band, which changes later seasonal means, level ratios, residuals and scales; and the seasonal
-mean is winsorised with the scale and dispersion fitted at the previous daily refit. SQL has no
-sequential loop, so the peer iterates to a fixed point on the state (the clean history of every
-bucket and the scale and dispersion of every daily refit point): compute every statistic from the
-current state, derive the new state, and repeat on the series whose state changed until none
-does. Every quantity at bucket t reads the state strictly before t only, so the correct prefix
-grows with every pass and the fixed point is the sequential model's output (it is unique); the
-run fails if it is not reached.
+mean is winsorised with the scale and dispersion of the previous daily refit. But nothing a
+bucket reads lies in its own day: the seasonal values are at least 24 buckets back, the scale and
+dispersion are refitted once a day from residuals before the refit point, and the level ratios
+depend on the seasonal means only (not on the clean values of the same day). So the peer sweeps
+the series block by block, a block being the buckets from one daily refit point of a series to
+its next: block i of every series is computed at once, set-wise in SQL, from the final history of
+blocks < i, and appended to that history (kept to the last four weeks). A Python loop runs over
+the blocks (about one per day of history), never over rows or series; the result is the
+sequential model's, with no iteration to a fixed point.
 
 Usage: peer_duckdb.py LAKE_DIR [--out CSV] [--threads N]
 """
@@ -40,9 +42,6 @@ MAX_KAPPA = 16.0
 SCALE_WINDOW = 168
 DISPERSION_WINDOW = 4 * 168
 MAX_TERMS = 4096
-MAX_ITER = 200
-# Series per chunk of the model (bounds the refit windows held at once).
-CHUNK = 500
 
 
 def prepare(con, lake):
@@ -85,12 +84,8 @@ def prepare(con, lake):
     """)
 
 
-# Transforms (robust.rs), ln Gamma (mrs-core special.rs: the same Lanczos sum, term by term, so
-# the count tails agree to rounding), the normal quantile (counts.rs tail_z: Acklam) and the pmfs
+# Transforms (robust.rs), ln Gamma, the normal quantile (counts.rs tail_z: Acklam) and the pmfs
 # of the count tails (counts.rs).
-LANCZOS = [0.9999999999998099, 676.5203681218851, -1259.1392167224028, 771.3234287776531,
-           -176.6150291621406, 12.507343278686905, -0.13857109526572012,
-           9.984369578019572e-06, 1.5056327351493116e-07]
 ACK_A = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2,
          -3.066479806614716e1, 2.506628277459239]
 ACK_B = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1,
@@ -108,7 +103,6 @@ def _horner(coef, v):
     return s
 
 
-_lanczos_sum = " + ".join([repr(LANCZOS[0])] + [f"{c!r} / (x + {float(i)!r})" for i, c in enumerate(LANCZOS) if i > 0])
 _q_low = f"({_horner(ACK_C, 'sqrt(-2.0 * ln(p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(p))')}))"
 _q_mid = f"({_horner(ACK_A, '((p - 0.5) * (p - 0.5))')} * (p - 0.5) / {_horner(ACK_B + [1.0], '((p - 0.5) * (p - 0.5))')})"
 _q_high = f"(-{_horner(ACK_C, 'sqrt(-2.0 * ln(1.0 - p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(1.0 - p))')}))"
@@ -130,11 +124,8 @@ CREATE OR REPLACE TEMP MACRO inv_nbt(a, k) AS
        WHEN a >= nbt(0.0, k) THEN nbinv1(a, k) ELSE -nbinv1(2.0 * nbt(0.0, k) - a, k) END;
 -- a seasonal value winsorised to [lo, hi]; a missing one adds 0 (greatest/least skip NULLs)
 CREATE OR REPLACE TEMP MACRO wins(v, lo, hi) AS CASE WHEN v IS NULL THEN 0.0 ELSE least(greatest(v, lo), hi) END;
-CREATE OR REPLACE TEMP MACRO lg_main(x) AS
-  0.5 * ln(2.0 * pi()) + (x + 0.5) * ln(x + 7.0 + 0.5) - (x + 7.0 + 0.5) + ln({_lanczos_sum});
-CREATE OR REPLACE TEMP MACRO lg(x) AS
-  CASE WHEN x < 0.5 THEN ln(pi() / sin(pi() * x)) - lg_main(1.0 - x - 1.0)
-       ELSE lg_main(x - 1.0) END;
+-- ln Gamma: DuckDB's own (the C library's lgamma); mrs-core's Lanczos sum agrees to ~1e-15
+CREATE OR REPLACE TEMP MACRO lg(x) AS lgamma(x);
 CREATE OR REPLACE TEMP MACRO acklam(p) AS
   CASE WHEN p < 0.02425 THEN {_q_low} WHEN p <= 1.0 - 0.02425 THEN {_q_mid} ELSE {_q_high} END;
 CREATE OR REPLACE TEMP MACRO tail_z(p) AS
@@ -151,167 +142,6 @@ CREATE OR REPLACE TEMP MACRO ratio_up(fam, k, mu, r, q, a, b) AS CASE fam
   WHEN 1 THEN (k + r) / (k + 1.0) * q
   ELSE mu / (k + 1.0) END;
 """
-
-
-def static(con):
-    """What does not depend on the clean history: per present bucket the season in use (the
-    first of 168, 24 with two seasons of history and >= 2 of its 4 lags present), the number of
-    lags, the warm-up season, the run of scored buckets with one season (the level correction's
-    scope) and the daily refit points."""
-    pres = lambda s, k: f"CAST(lag(y, {s * k}) OVER w IS NOT NULL AS INT)"
-    n = lambda s: " + ".join(pres(s, k) for k in range(1, K + 1))
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE base0 AS
-    SELECT sid, t, y, t - first AS h,
-           CASE WHEN y IS NULL THEN NULL
-                WHEN t - first >= 336 AND n168 >= 2 THEN 168 WHEN t - first >= 48 AND n24 >= 2 THEN 24 END AS season,
-           CASE WHEN y IS NULL THEN NULL
-                WHEN t - first >= 336 AND n168 >= 2 THEN n168 WHEN t - first >= 48 AND n24 >= 2 THEN n24 END AS nlag,
-           CASE WHEN t - first >= 168 THEN 168 WHEN t - first >= 24 THEN 24 END AS poff
-    FROM (SELECT *, {n(168)} AS n168, {n(24)} AS n24 FROM grid WINDOW w AS (PARTITION BY sid ORDER BY t));
-    CREATE OR REPLACE TEMP TABLE base AS
-    SELECT b.*, r.run FROM base0 b LEFT JOIN (
-      SELECT sid, t, sum(CAST(season IS DISTINCT FROM ps AS INT)) OVER (PARTITION BY sid ORDER BY t) AS run
-      FROM (SELECT sid, t, season, lag(season) OVER (PARTITION BY sid ORDER BY t) AS ps
-            FROM base0 WHERE season IS NOT NULL)) r USING (sid, t);
-    """)
-    # daily refit points: the first scored bucket, then the first scored bucket at least 24
-    # after the previous point (runs of consecutive scored buckets, walked recursively)
-    con.execute("""
-    CREATE OR REPLACE TEMP TABLE runs AS
-    SELECT sid, row_number() OVER (PARTITION BY sid ORDER BY a) AS r, a, b FROM (
-      SELECT sid, min(t) AS a, max(t) AS b FROM (
-        SELECT sid, t, t - row_number() OVER (PARTITION BY sid ORDER BY t) AS g
-        FROM base WHERE season IS NOT NULL) GROUP BY sid, g);
-    CREATE OR REPLACE TEMP TABLE run_points AS
-    WITH RECURSIVE walk(sid, r, first_point, b, due) AS (
-      SELECT sid, r, a, b, a + 24 * ((b - a) // 24 + 1) FROM runs WHERE r = 1
-      UNION ALL
-      SELECT n.sid, n.r, greatest(n.a, w.due), n.b,
-             CASE WHEN greatest(n.a, w.due) <= n.b
-                  THEN greatest(n.a, w.due) + 24 * ((n.b - greatest(n.a, w.due)) // 24 + 1)
-                  ELSE w.due END
-      FROM walk w JOIN runs n ON n.sid = w.sid AND n.r = w.r + 1)
-    SELECT sid, first_point, b FROM walk WHERE first_point <= b;
-    CREATE OR REPLACE TEMP TABLE points AS
-    SELECT sid, unnest(range(first_point, b + 1, 24)) AS pt FROM run_points;
-    """)
-
-
-def iterate(con):
-    """One pass over the series in cur(sid, t, y, season, nlag, poff, run, c) with the refit
-    state pst(sid, pt, scale, kappa): baseline, residuals, refits, z and the new clean history
-    (tables lv, npst, out)."""
-    lag = lambda s, k: f"lag(c, {s * k}) OVER w"
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE lg1 AS
-    SELECT sid, t, y, c, season, nlag, run,
-      CASE season WHEN 168 THEN {lag(168, 1)} WHEN 24 THEN {lag(24, 1)} END AS l1,
-      CASE season WHEN 168 THEN {lag(168, 2)} WHEN 24 THEN {lag(24, 2)} END AS l2,
-      CASE season WHEN 168 THEN {lag(168, 3)} WHEN 24 THEN {lag(24, 3)} END AS l3,
-      CASE season WHEN 168 THEN {lag(168, 4)} WHEN 24 THEN {lag(24, 4)} END AS l4,
-      CASE poff WHEN 168 THEN {lag(168, 1)} WHEN 24 THEN {lag(24, 1)} END AS prev
-    FROM cur WINDOW w AS (PARTITION BY sid ORDER BY t)
-    """)
-    # seasonal level: the mean of the present lags winsorised at their median +- 2 sd, sd from
-    # the scale and dispersion of the last refit before t (1 and 0 before the first)
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE st AS
-    SELECT *, CASE WHEN season IS NOT NULL THEN
-        (wins(l1, lo, hi) + wins(l2, lo, hi) + wins(l3, lo, hi) + wins(l4, lo, hi)) / nlag END AS m
-    FROM (SELECT *, m0 - 2.0 * sd0 AS lo, m0 + 2.0 * sd0 AS hi FROM (
-      SELECT *, coalesce(ps.scale, 1.0) * sqrt(greatest(m0, 0.0) + coalesce(ps.kappa, 0.0) * m0 * m0) AS sd0
-      FROM (SELECT *, list_median(list_filter([l1, l2, l3, l4], lambda v: v IS NOT NULL)) AS m0
-            FROM lg1 WHERE y IS NOT NULL) x
-      ASOF LEFT JOIN pst ps ON x.sid = ps.sid AND x.t > ps.pt))
-    """)
-    # level correction: median of (y + 1) / (m + 1) over the last L scored buckets of the same
-    # season run (48 weekly, 12 daily), at least 24 / 6 of them, else 1; baseline b = m * level
-    con.execute("""
-    CREATE OR REPLACE TEMP TABLE lv AS
-    SELECT *, m * level AS b FROM (
-      SELECT *,
-        CASE WHEN season = 168 THEN CASE WHEN n48 >= 24 THEN med48 ELSE 1.0 END
-             ELSE CASE WHEN n12 >= 6 THEN med12 ELSE 1.0 END END AS level
-      FROM (SELECT *,
-              median(ratio) OVER w48 AS med48, count(ratio) OVER w48 AS n48,
-              median(ratio) OVER w12 AS med12, count(ratio) OVER w12 AS n12
-            FROM (SELECT *, CASE WHEN m >= 0 AND y >= 0 THEN (y + 1.0) / (m + 1.0) END AS ratio
-                  FROM st WHERE season IS NOT NULL)
-            WINDOW w48 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 48 PRECEDING AND 1 PRECEDING),
-                   w12 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 12 PRECEDING AND 1 PRECEDING)))
-    """)
-    # residuals: against the baseline when scored, one-season differences during the warm-up;
-    # rb is the expected value behind each (for the dispersion fit)
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE rs AS
-    SELECT sid, t, c, ansc(c) - ansc(b) AS r, b AS rb, b AS ref, 1.0 AS div FROM lv
-    UNION ALL
-    SELECT sid, t, c, (ansc(y) - ansc(prev)) / {WARMUP_DIV}, 0.5 * (y + prev), prev, {WARMUP_DIV}
-    FROM st WHERE season IS NULL AND prev IS NOT NULL
-    """)
-    # the refit at each daily point: dispersion from the last four weeks of residuals (those
-    # with a positive expected value, split at their median expected value, the variance ratio
-    # shrunk by one standard error), scale from the last week's on the fitted scale
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE win AS
-    SELECT p.sid, p.pt, p.off, rs.r * rs.r AS r2, rs.rb, rs.c, rs.ref, rs.div
-    FROM (SELECT p.sid, p.pt, o.off FROM points p SEMI JOIN cur_sids USING (sid),
-          range(1, {DISPERSION_WINDOW + 1}) o(off)) p
-    JOIN rs ON rs.sid = p.sid AND rs.t = p.pt - p.off
-    """)
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE fit AS
-    WITH mid AS (SELECT *, median(rb) FILTER (WHERE rb > 0) OVER (PARTITION BY sid, pt) AS b_mid FROM win),
-    halves AS (
-      SELECT sid, pt, count(*) AS n,
-        median(r2) FILTER (WHERE rb > 0 AND NOT rb > b_mid) / {MEDIAN_CHI2_1} AS v_lo,
-        median(rb) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS b_lo,
-        count(*) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS n_lo,
-        median(r2) FILTER (WHERE rb > 0 AND rb > b_mid) / {MEDIAN_CHI2_1} AS v_hi,
-        median(rb) FILTER (WHERE rb > 0 AND rb > b_mid) AS b_hi,
-        count(*) FILTER (WHERE rb > 0 AND rb > b_mid) AS n_hi
-      FROM mid GROUP BY ALL),
-    shr AS (SELECT *, v_hi / v_lo * exp(-{MEDIAN_SD_FACTOR} * sqrt(2.0 / least(n_lo, n_hi))) AS rho FROM halves)
-    SELECT sid, pt, n,
-      CASE WHEN n < 8 OR n_lo < 2 OR n_hi < 2 OR v_lo IS NULL OR isnan(v_lo) OR v_lo <= 0
-                OR v_hi IS NULL OR NOT isfinite(v_hi) THEN 0.0
-           WHEN rho <= 1.0 OR b_hi - rho * b_lo <= 0 THEN 0.0
-           ELSE least((rho - 1.0) / (b_hi - rho * b_lo), {MAX_KAPPA}) END AS kappa
-    FROM shr
-    """)
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE npst AS
-    SELECT p.sid, p.pt, coalesce(s.scale, 1.0) AS scale, coalesce(s.kappa, 0.0) AS kappa
-    FROM points p SEMI JOIN cur_sids USING (sid)
-    LEFT JOIN (
-      SELECT f.sid, f.pt, CASE WHEN f.n < 8 THEN 0.0 ELSE f.kappa END AS kappa,
-        CASE WHEN f.n < 8 THEN 1.0 ELSE coalesce(greatest(sqrt(
-          median(pow((nbt(w.c, f.kappa) - nbt(w.ref, f.kappa)) / w.div, 2)) / {MEDIAN_CHI2_1}), 1.0), 1.0) END AS scale
-      FROM fit f LEFT JOIN win w ON w.sid = f.sid AND w.pt = f.pt AND w.off <= {SCALE_WINDOW}
-      GROUP BY f.sid, f.pt, f.kappa, f.n) s
-    ON s.sid = p.sid AND s.pt = p.pt
-    """)
-    # z against the nearer of the seasonal mean and the baseline (y clamped into [min, max]),
-    # with the scale and dispersion of the last refit at or before t
-    con.execute("""
-    CREATE OR REPLACE TEMP TABLE zz AS
-    SELECT *, (nbt(y, kappa) - nbt(bref, kappa)) / scale AS z0 FROM (
-      SELECT lv.sid, lv.t, lv.y, lv.c, lv.b, lv.nlag, ps.scale, ps.kappa,
-        CASE WHEN lv.y > greatest(lv.b, lv.m) THEN greatest(lv.b, lv.m)
-             WHEN lv.y < least(lv.b, lv.m) THEN least(lv.b, lv.m) ELSE lv.y END AS bref
-      FROM lv ASOF JOIN npst ps ON lv.sid = ps.sid AND lv.t >= ps.pt)
-    """)
-    tails(con)
-    con.execute(f"""
-    CREATE OR REPLACE TEMP TABLE out AS
-    SELECT sid, t, y, c, b AS baseline, z, least(abs(z) / {2 * Z_ALERT}, 1.0) AS score,
-      CASE WHEN abs(z) >= {HISTORY_CLIP}
-           THEN inv_nbt(nbt(bref, kappa) + sign(z) * {HISTORY_CLIP} * scale, kappa) ELSE y END AS c_new
-    FROM (SELECT zz.*, CASE WHEN tz.tz IS NOT NULL AND tz.tz * zz.z0 > 0
-                            THEN sign(zz.z0) * least(abs(zz.z0), abs(tz.tz)) ELSE zz.z0 END AS z
-          FROM zz LEFT JOIN tz USING (sid, t))
-    """)
 
 
 def tails(con):
@@ -398,34 +228,192 @@ def tails(con):
     """)
 
 
-def fixed_point(con):
-    """Iterates the series of `cur` to their fixed point, appending final rows to `result`;
-    returns the iterations."""
-    iterations = 0
-    while True:
-        iterations += 1
-        if iterations > MAX_ITER:
-            raise SystemExit("peer_duckdb: no fixed point after %d iterations" % MAX_ITER)
-        iterate(con)
-        con.execute("""
-        CREATE OR REPLACE TEMP TABLE changed AS
-        SELECT DISTINCT sid FROM out WHERE c_new IS DISTINCT FROM c
-        UNION
-        SELECT DISTINCT n.sid FROM npst n JOIN pst o USING (sid, pt)
-        WHERE n.scale IS DISTINCT FROM o.scale OR n.kappa IS DISTINCT FROM o.kappa
-        """)
-        n_changed = con.execute("SELECT count(*) FROM changed").fetchone()[0]
-        # the unchanged series are final: keep their scores and drop them from the work set
-        con.execute("""
-        INSERT INTO result SELECT sid, t, y, baseline, z, score FROM out ANTI JOIN changed USING (sid);
-        CREATE OR REPLACE TEMP TABLE cur AS
-        SELECT c.sid, c.t, c.y, c.season, c.nlag, c.poff, c.run, coalesce(o.c_new, c.c) AS c
-        FROM cur c SEMI JOIN changed USING (sid) LEFT JOIN out o USING (sid, t);
-        CREATE OR REPLACE TEMP TABLE pst AS SELECT * FROM npst SEMI JOIN changed USING (sid);
-        CREATE OR REPLACE TEMP TABLE cur_sids AS SELECT sid FROM changed;
-        """)
-        if n_changed == 0:
-            return iterations
+def static(con):
+    """What does not depend on the clean history: per present bucket the season in use (the
+    first of 168, 24 with two seasons of history and >= 2 of its 4 lags present), the number of
+    lags, the warm-up season, the run of scored buckets with one season (the level correction's
+    scope), the daily refit points (numbered per series) and the block of each bucket: the index
+    of the last refit point at or before it (0 before the first)."""
+    pres = lambda s, k: f"CAST(lag(y, {s * k}) OVER w IS NOT NULL AS INT)"
+    n = lambda s: " + ".join(pres(s, k) for k in range(1, K + 1))
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE base0 AS
+    SELECT sid, t, y,
+           CASE WHEN t - first >= 336 AND n168 >= 2 THEN 168 WHEN t - first >= 48 AND n24 >= 2 THEN 24 END AS season,
+           CASE WHEN t - first >= 336 AND n168 >= 2 THEN n168 WHEN t - first >= 48 AND n24 >= 2 THEN n24 END AS nlag,
+           CASE WHEN t - first >= 168 THEN 168 WHEN t - first >= 24 THEN 24 END AS poff
+    FROM (SELECT *, {n(168)} AS n168, {n(24)} AS n24 FROM grid WINDOW w AS (PARTITION BY sid ORDER BY t))
+    WHERE y IS NOT NULL;
+    CREATE OR REPLACE TEMP TABLE base AS
+    SELECT b.*, r.run FROM base0 b LEFT JOIN (
+      SELECT sid, t, sum(CAST(season IS DISTINCT FROM ps AS INT)) OVER (PARTITION BY sid ORDER BY t) AS run
+      FROM (SELECT sid, t, season, lag(season) OVER (PARTITION BY sid ORDER BY t) AS ps
+            FROM base0 WHERE season IS NOT NULL)) r USING (sid, t);
+    """)
+    # daily refit points: the first scored bucket, then the first scored bucket at least 24
+    # after the previous point (runs of consecutive scored buckets, walked recursively)
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE runs AS
+    SELECT sid, row_number() OVER (PARTITION BY sid ORDER BY a) AS r, a, b FROM (
+      SELECT sid, min(t) AS a, max(t) AS b FROM (
+        SELECT sid, t, t - row_number() OVER (PARTITION BY sid ORDER BY t) AS g
+        FROM base WHERE season IS NOT NULL) GROUP BY sid, g);
+    CREATE OR REPLACE TEMP TABLE run_points AS
+    WITH RECURSIVE walk(sid, r, first_point, b, due) AS (
+      SELECT sid, r, a, b, a + 24 * ((b - a) // 24 + 1) FROM runs WHERE r = 1
+      UNION ALL
+      SELECT n.sid, n.r, greatest(n.a, w.due), n.b,
+             CASE WHEN greatest(n.a, w.due) <= n.b
+                  THEN greatest(n.a, w.due) + 24 * ((n.b - greatest(n.a, w.due)) // 24 + 1)
+                  ELSE w.due END
+      FROM walk w JOIN runs n ON n.sid = w.sid AND n.r = w.r + 1)
+    SELECT sid, first_point, b FROM walk WHERE first_point <= b;
+    CREATE OR REPLACE TEMP TABLE points AS
+    SELECT sid, pt, row_number() OVER (PARTITION BY sid ORDER BY pt) AS i FROM (
+      SELECT sid, unnest(range(first_point, b + 1, 24)) AS pt FROM run_points);
+    CREATE OR REPLACE TEMP TABLE blocks AS
+    SELECT b.*, coalesce(p.i, 0) AS blk, p.pt AS p
+    FROM base b ASOF LEFT JOIN points p ON b.sid = p.sid AND b.t >= p.pt;
+    """)
+
+
+def warm_up(con):
+    """Block 0 (before the first refit point: nothing scored): the clean history is the raw
+    values, the residuals are one-season differences. Starts the history table hist."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE hist AS
+    SELECT b.sid, b.t, b.y AS c, CAST(NULL AS DOUBLE) AS ratio, b.run,
+      (ansc(b.y) - ansc(pv.y)) / {WARMUP_DIV} AS r, 0.5 * (b.y + pv.y) AS rb, pv.y AS ref,
+      {WARMUP_DIV} AS div
+    FROM blocks b LEFT JOIN base pv ON pv.sid = b.sid AND pv.t = b.t - b.poff
+    WHERE b.blk = 0
+    """)
+
+
+def step(con, i):
+    """Block i of every series that has one: the buckets from its i-th daily refit point to the
+    next. Everything a bucket of block i reads lies in earlier blocks (seasonal values at least
+    24 back, residuals before the refit point) or is not recursive (the level ratios), so the
+    whole block is computed at once from the final history of blocks < i, and appended to it."""
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE blk AS SELECT * FROM blocks WHERE blk = {i};
+    CREATE OR REPLACE TEMP TABLE pnow AS SELECT sid, pt FROM points WHERE i = {i};
+    """)
+    # the refit at the point: dispersion from the last four weeks of residuals (those with a
+    # positive expected value, split at their median expected value, the variance ratio shrunk
+    # by one standard error), scale from the last week's on the fitted scale
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE win AS
+    SELECT p.sid, p.pt, p.pt - h.t AS off, h.r * h.r AS r2, h.rb, h.c, h.ref, h.div
+    FROM pnow p JOIN hist h ON h.sid = p.sid AND h.t >= p.pt - {DISPERSION_WINDOW} AND h.t < p.pt
+    WHERE h.r IS NOT NULL
+    """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE fit AS
+    WITH mid AS (SELECT *, median(rb) FILTER (WHERE rb > 0) OVER (PARTITION BY sid) AS b_mid FROM win),
+    halves AS (
+      SELECT sid, count(*) AS n,
+        median(r2) FILTER (WHERE rb > 0 AND NOT rb > b_mid) / {MEDIAN_CHI2_1} AS v_lo,
+        median(rb) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS b_lo,
+        count(*) FILTER (WHERE rb > 0 AND NOT rb > b_mid) AS n_lo,
+        median(r2) FILTER (WHERE rb > 0 AND rb > b_mid) / {MEDIAN_CHI2_1} AS v_hi,
+        median(rb) FILTER (WHERE rb > 0 AND rb > b_mid) AS b_hi,
+        count(*) FILTER (WHERE rb > 0 AND rb > b_mid) AS n_hi
+      FROM mid GROUP BY sid),
+    shr AS (SELECT *, v_hi / v_lo * exp(-{MEDIAN_SD_FACTOR} * sqrt(2.0 / least(n_lo, n_hi))) AS rho FROM halves)
+    SELECT sid, n,
+      CASE WHEN n < 8 OR n_lo < 2 OR n_hi < 2 OR v_lo IS NULL OR isnan(v_lo) OR v_lo <= 0
+                OR v_hi IS NULL OR NOT isfinite(v_hi) THEN 0.0
+           WHEN rho <= 1.0 OR b_hi - rho * b_lo <= 0 THEN 0.0
+           ELSE least((rho - 1.0) / (b_hi - rho * b_lo), {MAX_KAPPA}) END AS kappa
+    FROM shr
+    """)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE pcur AS
+    SELECT p.sid, coalesce(s.scale, 1.0) AS scale, coalesce(s.kappa, 0.0) AS kappa
+    FROM pnow p LEFT JOIN (
+      SELECT f.sid, CASE WHEN f.n < 8 THEN 0.0 ELSE f.kappa END AS kappa,
+        CASE WHEN f.n < 8 THEN 1.0 ELSE coalesce(greatest(sqrt(
+          median(pow((nbt(w.c, f.kappa) - nbt(w.ref, f.kappa)) / w.div, 2)) / {MEDIAN_CHI2_1}), 1.0), 1.0) END AS scale
+      FROM fit f LEFT JOIN win w ON w.sid = f.sid AND w.off <= {SCALE_WINDOW}
+      GROUP BY f.sid, f.kappa, f.n) s USING (sid)
+    """)
+    # seasonal level: the mean of the present lags winsorised at their median +- 2 sd, sd from
+    # the scale and dispersion of the last refit before t (the previous point's at the point
+    # itself, 1 and 0 before the first)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE st AS
+    SELECT *, (wins(l1, lo, hi) + wins(l2, lo, hi) + wins(l3, lo, hi) + wins(l4, lo, hi)) / nlag AS m
+    FROM (SELECT *, m0 - 2.0 * sd0 AS lo, m0 + 2.0 * sd0 AS hi FROM (
+      SELECT *, sp * sqrt(greatest(m0, 0.0) + kp * m0 * m0) AS sd0
+      FROM (SELECT b.sid, b.t, b.y, b.season, b.nlag, b.run,
+                   h1.c AS l1, h2.c AS l2, h3.c AS l3, h4.c AS l4,
+                   list_median(list_filter([h1.c, h2.c, h3.c, h4.c], lambda v: v IS NOT NULL)) AS m0,
+                   CASE WHEN b.t = b.p THEN coalesce(pp.scale, 1.0) ELSE pc.scale END AS sp,
+                   CASE WHEN b.t = b.p THEN coalesce(pp.kappa, 0.0) ELSE pc.kappa END AS kp
+            FROM blk b JOIN pcur pc USING (sid) LEFT JOIN pprev pp USING (sid)
+            LEFT JOIN hist h1 ON h1.sid = b.sid AND h1.t = b.t - b.season
+            LEFT JOIN hist h2 ON h2.sid = b.sid AND h2.t = b.t - 2 * b.season
+            LEFT JOIN hist h3 ON h3.sid = b.sid AND h3.t = b.t - 3 * b.season
+            LEFT JOIN hist h4 ON h4.sid = b.sid AND h4.t = b.t - 4 * b.season
+            WHERE b.season IS NOT NULL)))
+    """)
+    # level correction: median of (y + 1) / (m + 1) over the last L scored buckets of the same
+    # season run (48 weekly, 12 daily), at least 24 / 6 of them, else 1; baseline b = m * level
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE lv AS
+    SELECT st.*, x.ratio, x.level, m * x.level AS b FROM st JOIN (
+      SELECT sid, t,
+        CASE WHEN season = 168 THEN CASE WHEN n48 >= 24 THEN med48 ELSE 1.0 END
+             ELSE CASE WHEN n12 >= 6 THEN med12 ELSE 1.0 END END AS level, ratio
+      FROM (SELECT *,
+              median(ratio) OVER w48 AS med48, count(ratio) OVER w48 AS n48,
+              median(ratio) OVER w12 AS med12, count(ratio) OVER w12 AS n12
+            FROM (SELECT sid, t, run, season, CASE WHEN m >= 0 AND y >= 0 THEN (y + 1.0) / (m + 1.0) END AS ratio,
+                         TRUE AS now FROM st
+                  UNION ALL
+                  SELECT h.sid, h.t, h.run, NULL, h.ratio, FALSE FROM hist h JOIN pnow p USING (sid)
+                  WHERE h.t >= p.pt - 48 AND h.ratio IS NOT NULL)
+            WINDOW w48 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 48 PRECEDING AND 1 PRECEDING),
+                   w12 AS (PARTITION BY sid, run ORDER BY t RANGE BETWEEN 12 PRECEDING AND 1 PRECEDING))
+      WHERE now) x USING (sid, t)
+    """)
+    # z against the nearer of the seasonal mean and the baseline (y clamped into [min, max]),
+    # with the scale and dispersion of this block's refit
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE zz AS
+    SELECT *, (nbt(y, kappa) - nbt(bref, kappa)) / scale AS z0 FROM (
+      SELECT lv.*, pc.scale, pc.kappa,
+        CASE WHEN lv.y > greatest(lv.b, lv.m) THEN greatest(lv.b, lv.m)
+             WHEN lv.y < least(lv.b, lv.m) THEN least(lv.b, lv.m) ELSE lv.y END AS bref
+      FROM lv JOIN pcur pc USING (sid))
+    """)
+    tails(con)
+    con.execute(f"""
+    CREATE OR REPLACE TEMP TABLE out AS
+    SELECT *, least(abs(z) / {2 * Z_ALERT}, 1.0) AS score,
+      CASE WHEN abs(z) >= {HISTORY_CLIP}
+           THEN inv_nbt(nbt(bref, kappa) + sign(z) * {HISTORY_CLIP} * scale, kappa) ELSE y END AS c
+    FROM (SELECT zz.sid, zz.t, zz.y, zz.b, zz.ratio, zz.run, zz.bref, zz.kappa, zz.scale,
+                 CASE WHEN tz.tz IS NOT NULL AND tz.tz * zz.z0 > 0
+                      THEN sign(zz.z0) * least(abs(zz.z0), abs(tz.tz)) ELSE zz.z0 END AS z
+          FROM zz LEFT JOIN tz USING (sid, t))
+    """)
+    # the block joins the history: scored buckets with their clean value and residual against
+    # the baseline, then the warm-up buckets of the block (lags missing) with one-season
+    # differences against the clean history (which may be this block's)
+    con.execute(f"""
+    INSERT INTO result SELECT sid, t, y, b, z, score FROM out;
+    INSERT INTO hist SELECT sid, t, c, ratio, run, ansc(c) - ansc(b), b, b, 1.0 FROM out;
+    INSERT INTO hist
+    SELECT b.sid, b.t, b.y, NULL, b.run, (ansc(b.y) - ansc(pv.c)) / {WARMUP_DIV}, 0.5 * (b.y + pv.c), pv.c,
+           {WARMUP_DIV}
+    FROM blk b LEFT JOIN (SELECT sid, t, c FROM hist UNION ALL
+                          SELECT sid, t, y FROM blk WHERE season IS NULL) pv
+      ON pv.sid = b.sid AND pv.t = b.t - b.poff
+    WHERE b.season IS NULL;
+    CREATE OR REPLACE TEMP TABLE pprev AS SELECT * FROM pcur;
+    """)
 
 
 def run(lake, threads=None):
@@ -439,19 +427,21 @@ def run(lake, threads=None):
     timings["prepare"] = time.perf_counter() - t0
     t1 = time.perf_counter()
     static(con)
-    con.execute("CREATE OR REPLACE TEMP TABLE result AS SELECT sid, t, y, y AS baseline, y AS z, y AS score FROM grid LIMIT 0")
-    n_series = con.execute("SELECT count(*) FROM series").fetchone()[0]
-    iterations = 0
-    # series in chunks, so that the four-week refit windows stay in memory
-    for lo in range(0, n_series, CHUNK):
-        con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE cur AS
-        SELECT sid, t, y, season, nlag, poff, run, y AS c FROM base WHERE sid >= {lo} AND sid < {lo + CHUNK};
-        CREATE OR REPLACE TEMP TABLE cur_sids AS SELECT DISTINCT sid FROM cur;
-        CREATE OR REPLACE TEMP TABLE pst AS
-        SELECT sid, pt, 1.0 AS scale, 0.0 AS kappa FROM points WHERE sid >= {lo} AND sid < {lo + CHUNK};
-        """)
-        iterations = max(iterations, fixed_point(con))
+    con.execute("""
+    CREATE OR REPLACE TEMP TABLE result AS SELECT sid, t, y, y AS baseline, y AS z, y AS score FROM grid LIMIT 0;
+    CREATE OR REPLACE TEMP TABLE pprev AS SELECT sid, 1.0 AS scale, 0.0 AS kappa FROM series LIMIT 0;
+    """)
+    warm_up(con)
+    blocks = con.execute("SELECT coalesce(max(i), 0) FROM points").fetchone()[0]
+    for i in range(1, blocks + 1):
+        step(con, i)
+        if i % 4 == 0:
+            # the history a later block reads starts 4 weeks before its refit point
+            con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE hist AS
+            SELECT h.* FROM hist h JOIN points p ON p.sid = h.sid AND p.i = {i + 1}
+            WHERE h.t >= p.pt - {DISPERSION_WINDOW}
+            """)
     timings["model"] = time.perf_counter() - t1
     t2 = time.perf_counter()
     # store-level bucket rule (store.rs): store total |z| >= 5, or a cell |z| >= z_cell, or at
@@ -470,7 +460,7 @@ def run(lake, threads=None):
     """).fetchone()[0]
     timings["store_rule"] = time.perf_counter() - t2
     rows = con.execute("SELECT count(*) FROM result").fetchone()[0]
-    return con, {"engine": "duckdb", "version": duckdb.__version__, "iterations": iterations,
+    return con, {"engine": "duckdb", "version": duckdb.__version__, "blocks": blocks,
                  "scored_buckets": rows, "flagged_store_buckets": flagged, "seconds": timings}
 
 

@@ -1,9 +1,12 @@
 """The per-bucket detection model of mrs-detect 0.4, written for Polars: the same steps as
 bench/peer_duckdb.py (read its docstring and bench/README.md for the model and the scope),
-expressed with Polars expressions (`over`, `shift`, `rolling_median`, `forward_fill`, list
-expressions, joins and group-bys). As there, the recursive clean history and the daily refits are
-reached by a fixed-point iteration over the series (a Python loop over passes and chunks, never
-over rows).
+expressed with Polars expressions (`over`, `shift`, `rolling_median_by`, list expressions, joins
+and group-bys). As there, the series are swept block by block (the buckets from one daily refit
+point to the next, block i of every series at once, from the final history of earlier blocks): a
+Python loop over blocks (about one per day of history), never over rows or series.
+
+ln Gamma has no Polars expression: it is written as mrs-core's Lanczos sum (special.rs), term by
+term, from Polars arithmetic (the DuckDB peer uses DuckDB's lgamma).
 
 Usage: peer_polars.py LAKE_DIR [--out CSV]
 """
@@ -29,8 +32,6 @@ MAX_KAPPA = 16.0
 SCALE_WINDOW = 168
 DISPERSION_WINDOW = 4 * 168
 MAX_TERMS = 4096
-MAX_ITER = 200
-CHUNK = 500
 A0 = 2.0 * math.sqrt(0.375)
 HOUR_US = 3_600_000_000
 
@@ -177,152 +178,6 @@ def prepare(lake):
     return series, grid
 
 
-def static(grid):
-    """What does not depend on the clean history: per bucket the season in use (the first of
-    168, 24 with two seasons of history and >= 2 of its 4 lags present), the number of lags, the
-    warm-up season, the run of scored buckets with one season (the level correction's scope,
-    carried forward over the buckets between scored ones) and the daily refit points."""
-    present = lambda s, k: c_("y").shift(s * k).over("sid").is_not_null().cast(pl.Int32)
-    n = lambda s: pl.sum_horizontal([present(s, k) for k in range(1, K + 1)])
-    h = c_("t") - c_("first")
-    base = grid.with_columns(n168=n(168), n24=n(24)).with_columns(
-        season=pl.when(c_("y").is_null()).then(None)
-        .when((h >= 336) & (c_("n168") >= 2)).then(168).when((h >= 48) & (c_("n24") >= 2)).then(24),
-        nlag=pl.when(c_("y").is_null()).then(None)
-        .when((h >= 336) & (c_("n168") >= 2)).then(c_("n168")).when((h >= 48) & (c_("n24") >= 2)).then(c_("n24")),
-        poff=pl.when(h >= 168).then(168).when(h >= 24).then(24),
-    ).drop("n168", "n24", "first")
-    scored = base.filter(c_("season").is_not_null())
-    runs = scored.select("sid", "t", run=(c_("season") != c_("season").shift(1)).fill_null(True)
-                         .cast(pl.Int32).cum_sum().over("sid"))
-    base = (base.join(runs, on=["sid", "t"], how="left").sort("sid", "t")
-            .with_columns(run=c_("run").forward_fill().over("sid")))
-    # daily refit points: the first scored bucket, then the first scored bucket at least 24
-    # after the previous point; runs of consecutive scored buckets are walked run by run
-    cons = (scored.select("sid", "t")
-            .with_columns(g=c_("t") - pl.int_range(pl.len()).over("sid"))
-            .group_by("sid", "g").agg(a=c_("t").min(), b=c_("t").max())
-            .sort("sid", "a").with_columns(r=pl.int_range(pl.len()).over("sid")))
-    parts, due = [], None
-    for r in range(int(cons["r"].max()) + 1):
-        cur = cons.filter(c_("r") == r)
-        cur = (cur.join(due, on="sid", how="left") if due is not None
-               else cur.with_columns(due=lit(None, pl.Int64)))
-        cur = cur.with_columns(fp=pl.max_horizontal("a", "due"))
-        cur = cur.with_columns(due=pl.when(c_("fp") <= c_("b"))
-                               .then(c_("fp") + 24 * ((c_("b") - c_("fp")) // 24 + 1))
-                               .otherwise(c_("due")))
-        parts.append(cur.filter(c_("fp") <= c_("b")).select("sid", "fp", "b"))
-        due = cur.select("sid", "due") if due is None else pl.concat([
-            due.join(cur, on="sid", how="anti"), cur.select("sid", "due")])
-    points = (pl.concat(parts).with_columns(pt=pl.int_ranges("fp", c_("b") + 1, 24))
-              .explode("pt").select("sid", "pt").sort("sid", "pt"))
-    return base, points
-
-
-# --- one pass of the model --------------------------------------------------------------------
-
-def iterate(cur, pst, points):
-    """One pass over the series in cur(sid, t, y, season, nlag, poff, run, c) (dense grid) with
-    the refit state pst(sid, pt, scale, kappa): returns (out, npst), out with the baseline, z,
-    score and new clean value of every scored bucket."""
-    y, cc, season = c_("y"), c_("c"), c_("season")
-    lagc = lambda col, s_col, k: (pl.when(s_col == 168).then(cc.shift(168 * k).over("sid"))
-                                  .when(s_col == 24).then(cc.shift(24 * k).over("sid")))
-    # the scale and dispersion of the last refit strictly before each bucket (1, 0 before any)
-    before = (cur.join(pst.rename({"pt": "t"}), on=["sid", "t"], how="left").sort("sid", "t")
-              .with_columns(sp=c_("scale").forward_fill().shift(1).over("sid").fill_null(1.0),
-                            kp=c_("kappa").forward_fill().shift(1).over("sid").fill_null(0.0)))
-    st = (before.with_columns(*[lagc("c", season, k).alias(f"l{k}") for k in range(1, K + 1)],
-                              prev=lagc("c", c_("poff"), 1))
-          .filter(y.is_not_null()))
-    # seasonal level: the mean of the present lags winsorised at their median +- 2 sd
-    lags = [c_(f"l{k}") for k in range(1, K + 1)]
-    st = st.with_columns(m0=pl.concat_list(lags).list.drop_nulls().list.median())
-    st = st.with_columns(sd0=c_("sp") * (c_("m0").clip(lower_bound=0.0) + c_("kp") * c_("m0") * c_("m0")).sqrt())
-    lo, hi = c_("m0") - 2.0 * c_("sd0"), c_("m0") + 2.0 * c_("sd0")
-    wins = [l.clip(lo, hi).fill_null(0.0) for l in lags]
-    st = st.with_columns(m=pl.when(season.is_not_null()).then((wins[0] + wins[1] + wins[2] + wins[3]) / c_("nlag")))
-    # level correction: median of (y + 1) / (m + 1) over the last L buckets of the same season
-    # run (48 weekly, 12 daily), at least 24 / 6 of them, else 1. On the dense grid of the run
-    # (carried over the buckets between scored ones) a window of L rows is L hours.
-    st = st.with_columns(ratio=pl.when((c_("m") >= 0) & (y >= 0)).then((y + 1.0) / (c_("m") + 1.0)))
-    dense = (cur.select("sid", "t", "run").join(st.select("sid", "t", "ratio"), on=["sid", "t"], how="left")
-             .sort("sid", "t"))
-    roll = lambda L: c_("ratio").shift(1).rolling_median(window_size=L, min_samples=1).over("sid", "run")
-    cnt = lambda L: c_("ratio").is_not_null().cast(pl.Int32).shift(1).rolling_sum(L, min_samples=1).over("sid", "run")
-    dense = dense.select("sid", "t", med48=roll(48), n48=cnt(48), med12=roll(12), n12=cnt(12))
-    lv = (st.filter(season.is_not_null()).join(dense, on=["sid", "t"], how="left")
-          .with_columns(level=pl.when(season == 168)
-                        .then(pl.when(c_("n48") >= 24).then(c_("med48")).otherwise(1.0))
-                        .otherwise(pl.when(c_("n12") >= 6).then(c_("med12")).otherwise(1.0)))
-          .with_columns(b=c_("m") * c_("level")))
-    b, prev = c_("b"), c_("prev")
-    # residuals: against the baseline when scored, one-season differences during the warm-up
-    rs = pl.concat([
-        lv.select("sid", "t", "c", r=ansc(cc) - ansc(b), rb=b, ref=b, div=lit(1.0)),
-        st.filter(season.is_null() & prev.is_not_null())
-        .select("sid", "t", "c", r=(ansc(y) - ansc(prev)) / WARMUP_DIV, rb=0.5 * (y + prev), ref=prev,
-                div=lit(WARMUP_DIV)),
-    ])
-    # the refit at each daily point: dispersion from the last four weeks of residuals (those with
-    # a positive expected value, split at their median), scale from the last week's
-    pts = points.join(cur.select("sid").unique(), on="sid", how="semi")
-    win = (pts.with_columns(off=pl.int_ranges(1, DISPERSION_WINDOW + 1)).explode("off")
-           .with_columns(t=c_("pt") - c_("off"))
-           .join(rs, on=["sid", "t"])
-           .with_columns(r2=c_("r") ** 2))
-    rb = c_("rb")
-    win = win.with_columns(b_mid=rb.filter(rb > 0).median().over("sid", "pt"))
-    lo_h = (rb > 0) & ~(rb > c_("b_mid")).fill_null(False)
-    hi_h = (rb > 0) & (rb > c_("b_mid")).fill_null(False)
-    fit = win.group_by("sid", "pt").agg(
-        n=pl.len(),
-        v_lo=c_("r2").filter(lo_h).median() / MEDIAN_CHI2_1, b_lo=rb.filter(lo_h).median(), n_lo=lo_h.sum(),
-        v_hi=c_("r2").filter(hi_h).median() / MEDIAN_CHI2_1, b_hi=rb.filter(hi_h).median(), n_hi=hi_h.sum())
-    rho = (c_("v_hi") / c_("v_lo")
-           * (-MEDIAN_SD_FACTOR * (2.0 / pl.min_horizontal("n_lo", "n_hi").cast(pl.Float64)).sqrt()).exp())
-    degenerate = ((c_("n") < 8) | (c_("n_lo") < 2) | (c_("n_hi") < 2) | c_("v_lo").is_null()
-                  | c_("v_lo").is_nan() | (c_("v_lo") <= 0) | c_("v_hi").is_null() | ~c_("v_hi").is_finite())
-    den = c_("b_hi") - c_("rho") * c_("b_lo")
-    fit = fit.with_columns(rho=rho).with_columns(
-        kappa=pl.when(degenerate).then(0.0)
-        .when((c_("rho") <= 1.0) | (den <= 0)).then(0.0)
-        .otherwise(pl.min_horizontal((c_("rho") - 1.0) / den, lit(MAX_KAPPA))))
-    kap = c_("kappa")
-    sc = (win.filter(c_("off") <= SCALE_WINDOW).join(fit.select("sid", "pt", "kappa"), on=["sid", "pt"])
-          .with_columns(q=((nbt(cc, kap) - nbt(c_("ref"), kap)) / c_("div")) ** 2)
-          .group_by("sid", "pt").agg(q=c_("q").median()))
-    npst = (pts.join(fit.select("sid", "pt", "n", "kappa"), on=["sid", "pt"], how="left")
-            .join(sc, on=["sid", "pt"], how="left")
-            .with_columns(sd=(c_("q") / MEDIAN_CHI2_1).sqrt())
-            .select("sid", "pt",
-                    scale=pl.when(c_("n").is_null() | (c_("n") < 8)).then(1.0)
-                    .when(c_("sd").is_not_null() & c_("sd").is_finite()).then(c_("sd").clip(lower_bound=1.0))
-                    .otherwise(1.0),
-                    kappa=pl.when(c_("n").is_null() | (c_("n") < 8)).then(0.0).otherwise(kap)))
-    # z against the nearer of the seasonal mean and the baseline, with the scale and dispersion
-    # of the last refit at or before t
-    m = c_("m")
-    zz = (lv.select("sid", "t", "y", "c", "m", "b", "nlag")
-          .join(npst.rename({"pt": "t"}), on=["sid", "t"], how="left").sort("sid", "t")
-          .with_columns(scale=c_("scale").forward_fill().over("sid"), kappa=kap.forward_fill().over("sid"))
-          .with_columns(bref=pl.when(y > pl.max_horizontal(b, m)).then(pl.max_horizontal(b, m))
-                        .when(y < pl.min_horizontal(b, m)).then(pl.min_horizontal(b, m)).otherwise(y))
-          .with_columns(z0=(nbt(y, kap) - nbt(c_("bref"), kap)) / c_("scale")))
-    tz = tails(zz)
-    z0 = c_("z0")
-    out = (zz.join(tz, on=["sid", "t"], how="left")
-           .with_columns(z=pl.when(c_("tz").is_not_null() & (c_("tz") * z0 > 0))
-                         .then(z0.sign() * pl.min_horizontal(z0.abs(), c_("tz").abs())).otherwise(z0))
-           .with_columns(score=(c_("z").abs() / (2 * Z_ALERT)).clip(upper_bound=1.0),
-                         c_new=pl.when(c_("z").abs() >= HISTORY_CLIP)
-                         .then(inv_nbt(nbt(c_("bref"), kap) + c_("z").sign() * HISTORY_CLIP * c_("scale"), kap))
-                         .otherwise(y))
-           .select("sid", "t", "y", "c", baseline=b, z="z", score="score", c_new="c_new"))
-    return out, npst
-
-
 def tails(zz):
     """The tail z of y under the posterior predictive distribution of a count whose mean is known
     through the nlag seasonal values behind bref (counts.rs predictive_z), for every bucket with
@@ -387,28 +242,168 @@ def tails(zz):
             .select("sid", "t", tz=pl.when(upper).then(tail_z(c_("pp"))).otherwise(-tail_z(c_("pp")))))
 
 
-def fixed_point(cur, pst, points, results):
-    """Iterates the series of cur to their fixed point, appending their final rows to results;
-    returns the iterations."""
-    iterations = 0
-    while True:
-        iterations += 1
-        if iterations > MAX_ITER:
-            raise SystemExit(f"peer_polars: no fixed point after {MAX_ITER} iterations")
-        out, npst = iterate(cur, pst, points)
-        changed = pl.concat([
-            out.filter(c_("c_new").ne_missing(c_("c"))).select("sid"),
-            npst.join(pst, on=["sid", "pt"], suffix="_o")
-            .filter(c_("scale").ne_missing(c_("scale_o")) | c_("kappa").ne_missing(c_("kappa_o"))).select("sid"),
-        ]).unique()
-        # the unchanged series are final: keep their scores and drop them from the work set
-        results.append(out.join(changed, on="sid", how="anti").select("sid", "t", "y", "baseline", "z", "score"))
-        if changed.height == 0:
-            return iterations
-        cur = (cur.join(changed, on="sid", how="semi")
-               .join(out.select("sid", "t", "c_new"), on=["sid", "t"], how="left")
-               .with_columns(c=pl.coalesce("c_new", "c")).drop("c_new").sort("sid", "t"))
-        pst = npst.join(changed, on="sid", how="semi")
+def static(grid):
+    """What does not depend on the clean history: per present bucket the season in use (the
+    first of 168, 24 with two seasons of history and >= 2 of its 4 lags present), the number of
+    lags, the warm-up season, the run of scored buckets with one season (the level correction's
+    scope), the daily refit points (numbered per series) and the block of each bucket: the index
+    of the last refit point at or before it (0 before the first)."""
+    present = lambda s, k: c_("y").shift(s * k).over("sid").is_not_null().cast(pl.Int32)
+    n = lambda s: pl.sum_horizontal([present(s, k) for k in range(1, K + 1)])
+    h = c_("t") - c_("first")
+    base = grid.with_columns(n168=n(168), n24=n(24)).filter(c_("y").is_not_null()).with_columns(
+        season=pl.when((h >= 336) & (c_("n168") >= 2)).then(168).when((h >= 48) & (c_("n24") >= 2)).then(24),
+        nlag=pl.when((h >= 336) & (c_("n168") >= 2)).then(c_("n168")).when((h >= 48) & (c_("n24") >= 2)).then(c_("n24")),
+        poff=pl.when(h >= 168).then(168).when(h >= 24).then(24),
+    ).drop("n168", "n24", "first")
+    scored = base.filter(c_("season").is_not_null())
+    runs = scored.select("sid", "t", run=(c_("season") != c_("season").shift(1)).fill_null(True)
+                         .cast(pl.Int32).cum_sum().over("sid"))
+    base = base.join(runs, on=["sid", "t"], how="left").sort("sid", "t")
+    # daily refit points: the first scored bucket, then the first scored bucket at least 24
+    # after the previous point; runs of consecutive scored buckets are walked run by run
+    cons = (scored.select("sid", "t")
+            .with_columns(g=c_("t") - pl.int_range(pl.len()).over("sid"))
+            .group_by("sid", "g").agg(a=c_("t").min(), b=c_("t").max())
+            .sort("sid", "a").with_columns(r=pl.int_range(pl.len()).over("sid")))
+    parts, due = [], None
+    for r in range(int(cons["r"].max()) + 1):
+        cur = cons.filter(c_("r") == r)
+        cur = (cur.join(due, on="sid", how="left") if due is not None
+               else cur.with_columns(due=lit(None, pl.Int64)))
+        cur = cur.with_columns(fp=pl.max_horizontal("a", "due"))
+        cur = cur.with_columns(due=pl.when(c_("fp") <= c_("b"))
+                               .then(c_("fp") + 24 * ((c_("b") - c_("fp")) // 24 + 1))
+                               .otherwise(c_("due")))
+        parts.append(cur.filter(c_("fp") <= c_("b")).select("sid", "fp", "b"))
+        due = cur.select("sid", "due") if due is None else pl.concat([
+            due.join(cur, on="sid", how="anti"), cur.select("sid", "due")])
+    points = (pl.concat(parts).with_columns(pt=pl.int_ranges("fp", c_("b") + 1, 24))
+              .explode("pt").select("sid", "pt").sort("sid", "pt")
+              .with_columns(i=pl.int_range(1, pl.len() + 1).over("sid")))
+    blocks = (base.join(points.rename({"pt": "t"}).with_columns(p=c_("t")), on=["sid", "t"], how="left")
+              .sort("sid", "t")
+              .with_columns(blk=c_("i").forward_fill().over("sid").fill_null(0),
+                            p=c_("p").forward_fill().over("sid"))
+              .drop("i"))
+    return base, points, blocks
+
+
+def warm_up(blocks):
+    """Block 0 (before the first refit point: nothing scored): the clean history is the raw
+    values, the residuals are one-season differences. Returns the start of the history."""
+    b0 = blocks.filter(c_("blk") == 0)
+    pv = b0.select("sid", tp="t", pv="y")
+    y, prev = c_("y"), c_("pv")
+    return (b0.with_columns(tp=c_("t") - c_("poff")).join(pv, on=["sid", "tp"], how="left")
+            .select("sid", "t", c=y, ratio=lit(None, pl.Float64), run="run",
+                    r=(ansc(y) - ansc(prev)) / WARMUP_DIV, rb=0.5 * (y + prev), ref=prev,
+                    div=lit(WARMUP_DIV)))
+
+
+def step(blk, pnow, hist, pprev):
+    """Block i of every series that has one (blk: its buckets; pnow: its refit points): the
+    buckets from the i-th daily refit point to the next. Everything a bucket of block i reads lies
+    in earlier blocks (seasonal values at least 24 back, residuals before the refit point) or is
+    not recursive (the level ratios), so the whole block is computed at once from the final
+    history of blocks < i. Returns (scored rows, new history rows, this block's refit)."""
+    y, cc, season = c_("y"), c_("c"), c_("season")
+    # the refit at the point: dispersion from the last four weeks of residuals (those with a
+    # positive expected value, split at their median), scale from the last week's
+    win = (pnow.join(hist.filter(c_("r").is_not_null()), on="sid")
+           .filter((c_("t") >= c_("pt") - DISPERSION_WINDOW) & (c_("t") < c_("pt")))
+           .with_columns(r2=c_("r") ** 2, off=c_("pt") - c_("t")))
+    rb = c_("rb")
+    win = win.with_columns(b_mid=rb.filter(rb > 0).median().over("sid"))
+    lo_h = (rb > 0) & ~(rb > c_("b_mid")).fill_null(False)
+    hi_h = (rb > 0) & (rb > c_("b_mid")).fill_null(False)
+    fit = win.group_by("sid").agg(
+        n=pl.len(),
+        v_lo=c_("r2").filter(lo_h).median() / MEDIAN_CHI2_1, b_lo=rb.filter(lo_h).median(), n_lo=lo_h.sum(),
+        v_hi=c_("r2").filter(hi_h).median() / MEDIAN_CHI2_1, b_hi=rb.filter(hi_h).median(), n_hi=hi_h.sum())
+    rho = (c_("v_hi") / c_("v_lo")
+           * (-MEDIAN_SD_FACTOR * (2.0 / pl.min_horizontal("n_lo", "n_hi").cast(pl.Float64)).sqrt()).exp())
+    degenerate = ((c_("n") < 8) | (c_("n_lo") < 2) | (c_("n_hi") < 2) | c_("v_lo").is_null()
+                  | c_("v_lo").is_nan() | (c_("v_lo") <= 0) | c_("v_hi").is_null() | ~c_("v_hi").is_finite())
+    den = c_("b_hi") - c_("rho") * c_("b_lo")
+    fit = fit.with_columns(rho=rho).with_columns(
+        kappa=pl.when(degenerate).then(0.0)
+        .when((c_("rho") <= 1.0) | (den <= 0)).then(0.0)
+        .otherwise(pl.min_horizontal((c_("rho") - 1.0) / den, lit(MAX_KAPPA))))
+    kap = c_("kappa")
+    sc = (win.filter(c_("off") <= SCALE_WINDOW).join(fit.select("sid", "kappa"), on="sid")
+          .with_columns(q=((nbt(cc, kap) - nbt(c_("ref"), kap)) / c_("div")) ** 2)
+          .group_by("sid").agg(q=c_("q").median()))
+    pcur = (pnow.join(fit.select("sid", "n", "kappa"), on="sid", how="left")
+            .join(sc, on="sid", how="left")
+            .with_columns(sd=(c_("q") / MEDIAN_CHI2_1).sqrt())
+            .select("sid",
+                    scale=pl.when(c_("n").is_null() | (c_("n") < 8)).then(1.0)
+                    .when(c_("sd").is_not_null() & c_("sd").is_finite()).then(c_("sd").clip(lower_bound=1.0))
+                    .otherwise(1.0),
+                    kappa=pl.when(c_("n").is_null() | (c_("n") < 8)).then(0.0).otherwise(kap)))
+    # seasonal level: the mean of the present lags winsorised at their median +- 2 sd, sd from
+    # the scale and dispersion of the last refit before t (the previous point's at the point
+    # itself, 1 and 0 before the first)
+    hc = hist.select("sid", "t", "c")
+    st = blk.filter(season.is_not_null())
+    for k in range(1, K + 1):
+        st = (st.with_columns(tl=c_("t") - season * k)
+              .join(hc.rename({"t": "tl", "c": f"l{k}"}), on=["sid", "tl"], how="left"))
+    lags = [c_(f"l{k}") for k in range(1, K + 1)]
+    at_point = c_("t") == c_("p")
+    st = (st.join(pcur, on="sid").join(pprev.rename({"scale": "ps", "kappa": "pk"}), on="sid", how="left")
+          .with_columns(sp=pl.when(at_point).then(c_("ps").fill_null(1.0)).otherwise(c_("scale")),
+                        kp=pl.when(at_point).then(c_("pk").fill_null(0.0)).otherwise(kap),
+                        m0=pl.concat_list(lags).list.drop_nulls().list.median()))
+    st = st.with_columns(sd0=c_("sp") * (c_("m0").clip(lower_bound=0.0) + c_("kp") * c_("m0") * c_("m0")).sqrt())
+    lo, hi = c_("m0") - 2.0 * c_("sd0"), c_("m0") + 2.0 * c_("sd0")
+    wins = [l.clip(lo, hi).fill_null(0.0) for l in lags]
+    st = st.with_columns(m=(wins[0] + wins[1] + wins[2] + wins[3]) / c_("nlag"))
+    st = st.with_columns(ratio=pl.when((c_("m") >= 0) & (y >= 0)).then((y + 1.0) / (c_("m") + 1.0)))
+    # level correction: median of (y + 1) / (m + 1) over the last L hours of the same season run
+    # (48 weekly, 12 daily), at least 24 / 6 ratios, else 1
+    recent = (hist.filter(c_("ratio").is_not_null()).join(pnow, on="sid")
+              .filter(c_("t") >= c_("pt") - 48).select("sid", "t", "run", "ratio", now=lit(False)))
+    both = pl.concat([st.select("sid", "t", "run", "ratio", now=lit(True)), recent]).sort("sid", "t")
+    roll = lambda L: c_("ratio").rolling_median_by("t", window_size=f"{L}i", closed="left", min_samples=1).over("sid", "run")
+    cnt = lambda L: (c_("ratio").is_not_null().cast(pl.Int32)
+                     .rolling_sum_by("t", window_size=f"{L}i", closed="left", min_samples=1).over("sid", "run").fill_null(0))
+    lvl = both.with_columns(med48=roll(48), n48=cnt(48), med12=roll(12), n12=cnt(12)).filter(c_("now"))
+    b, m = c_("b"), c_("m")
+    lv = (st.join(lvl.select("sid", "t", "med48", "n48", "med12", "n12"), on=["sid", "t"])
+          .with_columns(level=pl.when(season == 168)
+                        .then(pl.when(c_("n48") >= 24).then(c_("med48")).otherwise(1.0))
+                        .otherwise(pl.when(c_("n12") >= 6).then(c_("med12")).otherwise(1.0)))
+          .with_columns(b=m * c_("level")))
+    # z against the nearer of the seasonal mean and the baseline, with this block's refit
+    zz = (lv.with_columns(bref=pl.when(y > pl.max_horizontal(b, m)).then(pl.max_horizontal(b, m))
+                          .when(y < pl.min_horizontal(b, m)).then(pl.min_horizontal(b, m)).otherwise(y))
+          .with_columns(z0=(nbt(y, kap) - nbt(c_("bref"), kap)) / c_("scale")))
+    tz = tails(zz)
+    z0 = c_("z0")
+    out = (zz.join(tz, on=["sid", "t"], how="left")
+           .with_columns(z=pl.when(c_("tz").is_not_null() & (c_("tz") * z0 > 0))
+                         .then(z0.sign() * pl.min_horizontal(z0.abs(), c_("tz").abs())).otherwise(z0))
+           .with_columns(score=(c_("z").abs() / (2 * Z_ALERT)).clip(upper_bound=1.0),
+                         c=pl.when(c_("z").abs() >= HISTORY_CLIP)
+                         .then(inv_nbt(nbt(c_("bref"), kap) + c_("z").sign() * HISTORY_CLIP * c_("scale"), kap))
+                         .otherwise(y)))
+    # the block joins the history: scored buckets with their clean value and residual against
+    # the baseline, then the warm-up buckets of the block (lags missing) with one-season
+    # differences against the clean history (which may be this block's)
+    scored_hist = out.select("sid", "t", "c", "ratio", "run", r=ansc(cc) - ansc(b), rb=b, ref=b, div=lit(1.0))
+    wu = blk.filter(season.is_null())
+    new = [scored_hist]
+    if wu.height:
+        pv = pl.concat([hc, scored_hist.select("sid", "t", "c"), wu.select("sid", "t", c="y")])
+        prev = c_("pv")
+        new.append(wu.with_columns(tp=c_("t") - c_("poff"))
+                   .join(pv.rename({"t": "tp", "c": "pv"}), on=["sid", "tp"], how="left")
+                   .select("sid", "t", c=y, ratio=lit(None, pl.Float64), run="run",
+                           r=(ansc(y) - ansc(prev)) / WARMUP_DIV, rb=0.5 * (y + prev), ref=prev,
+                           div=lit(WARMUP_DIV)))
+    return out.select("sid", "t", "y", baseline="b", z="z", score="score"), pl.concat(new), pcur
 
 
 def run(lake):
@@ -417,15 +412,22 @@ def run(lake):
     series, grid = prepare(lake)
     timings["prepare"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    base, points = static(grid)
-    results, iterations = [], 0
-    n = series.height
-    # series in chunks, so that the four-week refit windows stay in memory
-    for lo in range(0, n, CHUNK):
-        sel = (c_("sid") >= lo) & (c_("sid") < lo + CHUNK)
-        cur = base.filter(sel).with_columns(c=c_("y"))
-        pst = points.filter(sel).with_columns(scale=lit(1.0), kappa=lit(0.0))
-        iterations = max(iterations, fixed_point(cur, pst, points.filter(sel), results))
+    base, points, blocks = static(grid)
+    hist = warm_up(blocks)
+    by_block = blocks.partition_by("blk", as_dict=True)
+    by_point = points.partition_by("i", as_dict=True)
+    pprev = pl.DataFrame(schema={"sid": pl.UInt32, "scale": pl.Float64, "kappa": pl.Float64})
+    n_blocks = int(points["i"].max() or 0)
+    results = []
+    for i in range(1, n_blocks + 1):
+        blk, pnow = by_block[(i,)], by_point[(i,)].select("sid", "pt")
+        res, new, pprev = step(blk, pnow, hist, pprev)
+        results.append(res)
+        hist = pl.concat([hist, new.select(hist.columns)])
+        if i % 4 == 0 and (i + 1,) in by_point:
+            # the history a later block reads starts 4 weeks before its refit point
+            cut = by_point[(i + 1,)].select("sid", cut=c_("pt") - DISPERSION_WINDOW)
+            hist = hist.join(cut, on="sid").filter(c_("t") >= c_("cut")).drop("cut")
     result = pl.concat(results)
     timings["model"] = time.perf_counter() - t1
     t2 = time.perf_counter()
@@ -441,7 +443,7 @@ def run(lake):
                        | (c_("zmax") >= (Z_ALERT ** 2 + 2 * c_("m").log()).sqrt())
                        | (c_("up") >= 3) | (c_("down") >= 3)).height)
     timings["store_rule"] = time.perf_counter() - t2
-    return r, {"engine": "polars", "version": pl.__version__, "iterations": iterations,
+    return r, {"engine": "polars", "version": pl.__version__, "blocks": n_blocks,
                "scored_buckets": result.height, "flagged_store_buckets": flagged, "seconds": timings}
 
 
