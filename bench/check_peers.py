@@ -53,7 +53,8 @@ def main():
             else:
                 bad.append(k)
         max_db = max((abs(ref[k][0] - peer[k][0]) for k in both), default=0.0)
-        max_ds = max((abs(ref[k][1] - peer[k][1]) for k in both if k not in set(tail)), default=0.0)
+        tail_set = set(tail)
+        max_ds = max((abs(ref[k][1] - peer[k][1]) for k in both if k not in tail_set), default=0.0)
         max_dt = max((abs(ref[k][1] - peer[k][1]) for k in tail), default=0.0)
         flagged = sum(1 for k in ref if ref[k][1] >= 0.5)
         print(f"{path}: {len(ref)} reference buckets ({flagged} flagged), {len(peer)} peer buckets, "
