@@ -84,8 +84,11 @@ def prepare(con, lake):
     """)
 
 
-# Transforms (robust.rs), ln Gamma, the normal quantile (counts.rs tail_z: Acklam) and the pmfs
+# Transforms (robust.rs), ln Gamma (mrs-core special.rs), the normal quantile (counts.rs tail_z: Acklam) and the pmfs
 # of the count tails (counts.rs).
+LANCZOS = [0.9999999999998099, 676.5203681218851, -1259.1392167224028, 771.3234287776531,
+           -176.6150291621406, 12.507343278686905, -0.13857109526572012,
+           9.984369578019572e-06, 1.5056327351493116e-07]
 ACK_A = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2,
          -3.066479806614716e1, 2.506628277459239]
 ACK_B = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1,
@@ -103,6 +106,7 @@ def _horner(coef, v):
     return s
 
 
+_lanczos_sum = " + ".join([repr(LANCZOS[0])] + [f"{c!r} / (x + {float(i)!r})" for i, c in enumerate(LANCZOS) if i > 0])
 _q_low = f"({_horner(ACK_C, 'sqrt(-2.0 * ln(p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(p))')}))"
 _q_mid = f"({_horner(ACK_A, '((p - 0.5) * (p - 0.5))')} * (p - 0.5) / {_horner(ACK_B + [1.0], '((p - 0.5) * (p - 0.5))')})"
 _q_high = f"(-{_horner(ACK_C, 'sqrt(-2.0 * ln(1.0 - p))')} / ({_horner(ACK_D + [1.0], 'sqrt(-2.0 * ln(1.0 - p))')}))"
@@ -124,19 +128,24 @@ CREATE OR REPLACE TEMP MACRO inv_nbt(a, k) AS
        WHEN a >= nbt(0.0, k) THEN nbinv1(a, k) ELSE -nbinv1(2.0 * nbt(0.0, k) - a, k) END;
 -- a seasonal value winsorised to [lo, hi]; a missing one adds 0 (greatest/least skip NULLs)
 CREATE OR REPLACE TEMP MACRO wins(v, lo, hi) AS CASE WHEN v IS NULL THEN 0.0 ELSE least(greatest(v, lo), hi) END;
--- ln Gamma: DuckDB's own (the C library's lgamma); mrs-core's Lanczos sum agrees to ~1e-15
-CREATE OR REPLACE TEMP MACRO lg(x) AS lgamma(x);
+-- ln Gamma for x > 0: mrs-core's Lanczos sum (special.rs), the same operations in the same order
+CREATE OR REPLACE TEMP MACRO lg_main(x) AS
+  0.5 * ln(2.0 * pi()) + (x + 0.5) * ln(x + 7.0 + 0.5) - (x + 7.0 + 0.5) + ln({_lanczos_sum});
+CREATE OR REPLACE TEMP MACRO lg(x) AS
+  CASE WHEN x < 0.5 THEN ln(pi() / sin(pi() * x)) - lg_main(1.0 - x - 1.0) ELSE lg_main(x - 1.0) END;
 CREATE OR REPLACE TEMP MACRO acklam(p) AS
   CASE WHEN p < 0.02425 THEN {_q_low} WHEN p <= 1.0 - 0.02425 THEN {_q_mid} ELSE {_q_high} END;
 CREATE OR REPLACE TEMP MACRO tail_z(p) AS
   CASE WHEN p IS NULL THEN NULL WHEN isnan(p) THEN p
        WHEN p <= 0 THEN 'inf'::DOUBLE WHEN p >= 1 THEN '-inf'::DOUBLE ELSE -acklam(p) END;
--- pmf of one term: family 0 beta negative binomial (alpha, beta, r, lnorm),
--- 1 negative binomial (mu, r, q), 2 Poisson (mu)
-CREATE OR REPLACE TEMP MACRO pmf(fam, k, mu, r, q, a, b, lnorm) AS exp(CASE fam
-  WHEN 0 THEN lg(k + r) - lg(k + 1.0) + lg(a + k) + lg(b + r) - lg(a + b + r + k) - lnorm
-  WHEN 1 THEN lg(k + r) - lg(r) - lg(k + 1.0) + r * ln(1.0 - q) + k * ln(q)
-  ELSE k * ln(mu) - mu - lg(k + 1.0) END);
+-- ln pmf at k: family 0 beta negative binomial (alpha, beta, r, lnorm),
+-- 1 negative binomial (mu, r, q), 2 Poisson (mu); x1..x5 are the ln Gamma arguments
+-- k + r, k + 1, a + k, b + r, a + b + r + k, passed as columns (see lnpmf_args) so that each
+-- expanded ln Gamma stays small
+CREATE OR REPLACE TEMP MACRO lpmf(fam, k, mu, r, q, lnorm, x1, x2, x3, x4, x5) AS CASE fam
+  WHEN 0 THEN lg(x1) - lg(x2) + lg(x3) + lg(x4) - lg(x5) - lnorm
+  WHEN 1 THEN lg(x1) - lg(r) - lg(x2) + r * ln(1.0 - q) + k * ln(q)
+  ELSE k * ln(mu) - mu - lg(x2) END;
 CREATE OR REPLACE TEMP MACRO ratio_up(fam, k, mu, r, q, a, b) AS CASE fam
   WHEN 0 THEN (k + r) / (k + 1.0) * (a + k) / (a + b + r + k)
   WHEN 1 THEN (k + r) / (k + 1.0) * q
@@ -144,10 +153,20 @@ CREATE OR REPLACE TEMP MACRO ratio_up(fam, k, mu, r, q, a, b) AS CASE fam
 """
 
 
+def lnpmf_args(k):
+    """The ln Gamma arguments of lpmf at k, as SQL select items (the order of operations of
+    counts.rs: k + r, k + 1, alpha + k, beta + r, alpha + beta + r + k)."""
+    return f"{k} + r AS x1, {k} + 1.0 AS x2, a + {k} AS x3, bb + r AS x4, a + bb + r + {k} AS x5"
+
+
 def tails(con):
     """The tail z of y under the posterior predictive distribution of a count whose mean is known
     through the nlag seasonal values behind bref (counts.rs predictive_z), for every bucket with
-    |z| >= 2: the pmf terms are generated as rows and summed (table tz(sid, t, tz))."""
+    |z| >= 2 (table tz(sid, t, tz)). The pmf terms are generated as rows and summed; as in
+    counts.rs, one anchor term per tail is taken from ln Gamma (mrs-core's Lanczos sum, the same
+    operations) and the others from it through the ratios pmf(k + 1) / pmf(k), so that the
+    anchor's rounding is a common factor (the complement 1 - cdf of a far upper tail would
+    otherwise magnify independent ulp-level errors of ln Gamma at large arguments)."""
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE tq AS
     SELECT *,
@@ -167,12 +186,14 @@ def tails(con):
       CASE WHEN upper THEN floor(y) ELSE ceil(y) END AS k0
     FROM tq;
     """)
-    # Which terms each query sums (NULL k range = out of reach, p given directly):
-    # beta NB upper: P(Y >= k0) = 1 - cdf(k0 - 1), terms 0..k0-1; lower: cdf(k0), terms 0..k0;
-    # NB / Poisson upper: terms k0.. while they matter (geometric remainder bound), lower 0..k0
+    # Which terms each tail sums (klo NULL = out of reach, or p = 1 below), from which anchor:
+    # beta NB upper: P(Y >= k0) = 1 - cdf(k0 - 1), terms k0-1 down to 0; lower: cdf(k0), terms
+    # k0 down to 0; NB / Poisson upper: terms k0 up while they matter (geometric bound of the rest)
     con.execute(f"""
     CREATE OR REPLACE TEMP TABLE tr AS
-    SELECT *, CASE
+    SELECT *, lpmf(fam, ka, mu, r, q, lnorm, x1, x2, x3, x4, x5) AS lp0
+    FROM (SELECT *, {lnpmf_args('ka')} FROM (
+    SELECT *, CASE WHEN fam <> 0 AND upper THEN klo ELSE khi END AS ka FROM (SELECT *, CASE
         WHEN upper AND k0 <= 0 THEN NULL
         WHEN fam = 0 AND upper THEN CASE WHEN k0 - 1 < {MAX_TERMS} THEN 0 END
         WHEN upper THEN k0
@@ -183,12 +204,17 @@ def tails(con):
         WHEN upper THEN k0 - 1 + least({MAX_TERMS},
              CASE WHEN rho0 < 1.0 THEN ceil(-32.3 / ln(rho0)) + 1 ELSE {MAX_TERMS} END)
         ELSE k0 END AS khi
-    FROM (SELECT *, ratio_up(fam, k0, mu, r, q, a, bb) AS rho0 FROM tq2);
+      FROM (SELECT *, ratio_up(fam, k0, mu, r, q, a, bb) AS rho0 FROM tq2))));
     CREATE OR REPLACE TEMP TABLE ts AS
-    SELECT sid, t, least(sum(pmf(fam, k, mu, r, q, a, bb, lnorm)), 1.0) AS s
-    FROM (SELECT sid, t, fam, mu, r, q, a, bb, lnorm, unnest(range(CAST(klo AS BIGINT), CAST(khi AS BIGINT) + 1)) AS k
-          FROM tr WHERE klo IS NOT NULL)
-    GROUP BY ALL;
+    SELECT sid, t, least(sum(term), 1.0) AS s, any_value(lp0) + sum(lr) AS lnext FROM (
+      SELECT *, exp(lp0 + CASE WHEN up
+          THEN coalesce(sum(lr) OVER (PARTITION BY sid, t ORDER BY k ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0.0)
+          ELSE -sum(lr) OVER (PARTITION BY sid, t ORDER BY k ROWS BETWEEN CURRENT ROW AND UNBOUNDED FOLLOWING) END) AS term
+      FROM (SELECT sid, t, k, up, lp0,
+                   CASE WHEN NOT up AND k = khi THEN 0.0 ELSE ln(ratio_up(fam, k, mu, r, q, a, bb)) END AS lr
+            FROM (SELECT *, fam <> 0 AND upper AS up, unnest(range(CAST(klo AS BIGINT), CAST(khi AS BIGINT) + 1)) AS k
+                  FROM tr WHERE klo IS NOT NULL)))
+    GROUP BY sid, t;
     """)
     # NB / Poisson upper tails: the geometric bound of what follows the last term
     con.execute("""
@@ -199,9 +225,8 @@ def tails(con):
         WHEN tr.klo IS NULL THEN NULL
         WHEN tr.fam = 0 AND tr.upper THEN 1.0 - ts.s
         WHEN tr.upper THEN
-          CASE WHEN pmf(tr.fam, tr.khi + 1, tr.mu, tr.r, tr.q, tr.a, tr.bb, tr.lnorm) > 1e-13 * ts.s THEN NULL
-               ELSE least(ts.s + pmf(tr.fam, tr.khi + 1, tr.mu, tr.r, tr.q, tr.a, tr.bb, tr.lnorm)
-                                 / (1.0 - ratio_up(tr.fam, tr.khi, tr.mu, tr.r, tr.q, tr.a, tr.bb)), 1.0) END
+          CASE WHEN exp(ts.lnext) > 1e-13 * ts.s THEN NULL
+               ELSE least(ts.s + exp(ts.lnext) / (1.0 - ratio_up(tr.fam, tr.khi, tr.mu, tr.r, tr.q, tr.a, tr.bb)), 1.0) END
         ELSE ts.s END AS p
     FROM tr LEFT JOIN ts USING (sid, t)
     """)
@@ -212,9 +237,13 @@ def tails(con):
     SELECT sid, t, arg_min(cs, j) AS s FROM (
       SELECT sid, t, j, cs, lead(term) OVER w AS nxt FROM (
         SELECT sid, t, j, term, sum(term) OVER w AS cs FROM (
-          SELECT sid, t, j, pmf(0, k0 + j, NULL, r, NULL, a, bb, lnorm) AS term
-          FROM (SELECT *, unnest(range({MAX_TERMS})) AS j FROM tp
-                WHERE fam = 0 AND upper AND k0 > 0 AND p IS NOT NULL AND NOT p > 1e-9))
+          SELECT sid, t, j, exp(lp0 + coalesce(sum(lr) OVER w1, 0.0)) AS term FROM (
+            SELECT sid, t, j, lp0, ln(ratio_up(0, k0 + j, NULL, r, NULL, a, bb)) AS lr FROM (
+              SELECT *, unnest(range({MAX_TERMS})) AS j FROM (
+                SELECT *, lpmf(0, k0, NULL, r, NULL, lnorm, x1, x2, x3, x4, x5) AS lp0 FROM (
+                  SELECT *, {lnpmf_args('k0')} FROM tp
+                  WHERE fam = 0 AND upper AND k0 > 0 AND p IS NOT NULL AND NOT p > 1e-9))))
+          WINDOW w1 AS (PARTITION BY sid, t ORDER BY j ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
         WINDOW w AS (PARTITION BY sid, t ORDER BY j ROWS UNBOUNDED PRECEDING))
       WINDOW w AS (PARTITION BY sid, t ORDER BY j))
     WHERE nxt IS NULL OR nxt <= 1e-13 * cs

@@ -122,15 +122,15 @@ def tail_z(p):
             .otherwise(-lower))
 
 
-def pmf(k):
-    """One pmf term at k: family 0 beta negative binomial (a, bb, r, lnorm), 1 negative
-    binomial (mu, r, q), 2 Poisson (mu); columns of the tail query."""
+def lpmf(k):
+    """ln pmf at k: family 0 beta negative binomial (a, bb, r, lnorm), 1 negative binomial
+    (mu, r, q), 2 Poisson (mu); columns of the tail query. Evaluated once per tail (its anchor)."""
     fam, mu, r, q, a, b = c_("fam"), c_("mu"), c_("r"), c_("q"), c_("a"), c_("bb")
     return (pl.when(fam == 0)
             .then(lg(k + r) - lg(k + 1.0) + lg(a + k) + lg(b + r) - lg(a + b + r + k) - c_("lnorm"))
             .when(fam == 1)
             .then(lg(k + r) - lg(r) - lg(k + 1.0) + r * (1.0 - q).log() + k * q.log())
-            .otherwise(k * mu.log() - mu - lg(k + 1.0))).exp()
+            .otherwise(k * mu.log() - mu - lg(k + 1.0)))
 
 
 def ratio_up(k):
@@ -213,12 +213,24 @@ def tails(zz):
             lit(float(MAX_TERMS)),
             pl.when(c_("rho0") < 1.0).then((-32.3 / c_("rho0").log()).ceil() + 1).otherwise(float(MAX_TERMS))))
         .otherwise(k0))
+    # One anchor term per tail from ln Gamma (the last term of a downward sum, the first of an
+    # upward one), the others from it through the ratios pmf(k + 1) / pmf(k), as counts.rs does:
+    # the anchor's rounding is then a common factor (1 - cdf of a far upper tail would otherwise
+    # magnify independent ulp-level errors of ln Gamma at large arguments).
+    up = (c_("fam") != 0) & upper
+    tq = tq.with_columns(lp0=lpmf(pl.when(up).then(c_("klo")).otherwise(c_("khi"))))
     params = ["fam", "mu", "r", "q", "a", "bb", "lnorm"]
+    g = ["sid", "t"]
+    lr = c_("lr")
     ts = (tq.filter(c_("klo").is_not_null())
-          .select("sid", "t", *params, k=pl.int_ranges(c_("klo").cast(pl.Int64), c_("khi").cast(pl.Int64) + 1))
+          .select("sid", "t", *params, "lp0", "khi", up=up,
+                  k=pl.int_ranges(c_("klo").cast(pl.Int64), c_("khi").cast(pl.Int64) + 1))
           .explode("k").with_columns(k=c_("k").cast(pl.Float64))
-          .group_by("sid", "t").agg(s=pmf(c_("k")).sum().clip(upper_bound=1.0)))
-    nxt = pmf(c_("khi") + 1.0)
+          .with_columns(lr=pl.when(~c_("up") & (c_("k") == c_("khi"))).then(0.0).otherwise(ratio_up(c_("k")).log()))
+          .with_columns(term=(c_("lp0") + pl.when(c_("up")).then(lr.shift(1).fill_null(0.0).cum_sum().over(g))
+                              .otherwise(-lr.cum_sum(reverse=True).over(g))).exp())
+          .group_by(g).agg(s=c_("term").sum().clip(upper_bound=1.0), lnext=c_("lp0").first() + lr.sum()))
+    nxt = c_("lnext").exp()
     tp = (tq.join(ts, on=["sid", "t"], how="left")
           .with_columns(p=pl.when(upper & (k0 <= 0)).then(1.0)
                         .when(c_("klo").is_null()).then(None)
@@ -229,12 +241,14 @@ def tails(zz):
     # beta NB upper tails whose complement cancels (<= 1e-9): the sum of the terms from k0 on
     # until a term is below 1e-13 of the sum, at most MAX_TERMS (a lower bound, as in counts.rs)
     far = (tp.filter(fam0 & upper & (k0 > 0) & c_("p").is_not_null() & ~(c_("p") > 1e-9))
-           .select("sid", "t", *params, "k0", j=pl.int_ranges(0, MAX_TERMS)).explode("j")
-           .with_columns(term=pmf(c_("k0") + c_("j").cast(pl.Float64)))
-           .with_columns(cs=c_("term").cum_sum().over("sid", "t"))
-           .with_columns(nxt=c_("term").shift(-1).over("sid", "t"))
+           .with_columns(lpf=lpmf(c_("k0")))
+           .select("sid", "t", *params, "k0", "lpf", j=pl.int_ranges(0, MAX_TERMS)).explode("j")
+           .with_columns(lr=ratio_up(c_("k0") + c_("j").cast(pl.Float64)).log())
+           .with_columns(term=(c_("lpf") + lr.shift(1).fill_null(0.0).cum_sum().over(g)).exp())
+           .with_columns(cs=c_("term").cum_sum().over(g))
+           .with_columns(nxt=c_("term").shift(-1).over(g))
            .filter(c_("nxt").is_null() | (c_("nxt") <= 1e-13 * c_("cs")))
-           .group_by("sid", "t").agg(sfar=c_("cs").sort_by("j").first()))
+           .group_by(g).agg(sfar=c_("cs").sort_by("j").first()))
     return (tp.join(far, on=["sid", "t"], how="left")
             .with_columns(pp=pl.when(c_("sfar").is_not_null())
                           .then(pl.max_horizontal("sfar", "p").clip(upper_bound=1.0))
