@@ -131,9 +131,11 @@ def main():
     if q["detect_raw"]:
         dr = q["detect_raw"]["median_seconds"]
         md.append(f"| `mrs_detect` over the raw files | {f(dr)} | {cpu('detect_raw')} | {rows / dr:,.0f} | {gib(q['detect_raw']['process']['peak_rss_bytes'])} | {f(ratios['detect_udaf_raw_over_floor'])} x floor |")
+    # detector 0.4's peers sweep daily blocks; older ones iterated to a fixed point
+    sweep = lambda p: f"{p['blocks']} daily blocks" if "blocks" in p else f"{p['iterations']} iterations"
     for peer, p in res["peers"].items():
         s = p["seconds"]
-        md.append(f"| {peer} {p['version']} peer (per-bucket model only; {p['iterations']} iterations; model {f(s['model'])} s) | "
+        md.append(f"| {peer} {p['version']} peer (per-bucket model only; {sweep(p)}; model {f(s['model'])} s) | "
                   f"{f(p['process']['wall_seconds'])} | {f(p['process']['cpu_seconds'])} | {rows / p['process']['wall_seconds']:,.0f} | {gib(p['process']['peak_rss_bytes'])} | "
                   f"{f(ratios[peer + '_over_detect'])} x detection |")
     inc = res["incremental"]
