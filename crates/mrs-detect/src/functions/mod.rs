@@ -26,8 +26,9 @@
 //! once (row order comes from the data's timestamps, not the `ORDER BY`); each row still only
 //! depends on buckets before it, so the result equals a running evaluation.
 //!
-//! Complexity: `mrs_detect` is `O(n log n)` per store for the sort plus `O(skus * buckets * c)`
-//! for scoring (`c` about 7 to 50, see the scorer), run twice for stores with reports; the
+//! Complexity: `mrs_detect` is `O(n)` per store to order its rows (SKUs are interned per store
+//! as rows arrive) plus `O(skus * buckets * c)` for scoring (`c` about 7 to 50, see the scorer),
+//! run twice for stores with reports only by `mrs_detect_resume`, which takes a checkpoint; the
 //! window functions `O(n log n + buckets * c)` per partition; `anomaly_windows` `O(n log n)`.
 
 use std::sync::Arc;

@@ -10,18 +10,22 @@
 //! | negative units | kept, counted in `dq_negative_count` |
 //! | empty group / constant store | empty list |
 //! | grid too large (> 2,000,000 buckets for one store) | `exec_err!` naming the store's span |
-//! | state | slices of the incoming Arrow arrays (`(chunk, row)` references per group), concatenated at evaluate; partial state is three lists (sku, ts micros, units) |
-//! | complexity | `O(n log n)` per store (sort by `(sku, ts)`, skipped when already sorted) plus scoring, see [`crate::functions`] |
+//! | state | per group, SKUs interned into ids (first appearance order) and the rows as compact `(id u32, ts i64, units f64)` columns, freed group by group at evaluate; partial state is four lists (the group's SKU names, then per row id, ts micros, units) |
+//! | complexity | `O(n)` per store to order rows by `(sku, ts)` (a counting sort by SKU id; ts sorted only where out of order) plus scoring, see [`crate::functions`] |
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, ListArray, StringArray,
-    StringViewArray, StringViewBuilder,
+    StringBuilder, StringViewArray, UInt32Array,
 };
 use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::compute::{cast, filter};
-use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields, Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{
+    DataType, Field, FieldRef, Fields, Float64Type, Int64Type, UInt32Type,
+};
 use datafusion::common::{DataFusionError, Result, ScalarValue, exec_err, internal_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{
@@ -172,23 +176,18 @@ impl AggregateUDFImpl for MrsDetect {
     }
 
     fn state_fields(&self, args: StateFieldsArgs<'_>) -> Result<Vec<FieldRef>> {
-        let list = |t: DataType| DataType::List(Arc::new(Field::new_list_field(t, true)));
+        let list = |n: &str, t: DataType| -> FieldRef {
+            Arc::new(Field::new(
+                format!("{}[{n}]", args.name),
+                DataType::List(Arc::new(Field::new_list_field(t, true))),
+                true,
+            ))
+        };
         Ok(vec![
-            Arc::new(Field::new(
-                format!("{}[sku]", args.name),
-                list(DataType::Utf8View),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[ts]", args.name),
-                list(DataType::Int64),
-                true,
-            )),
-            Arc::new(Field::new(
-                format!("{}[units]", args.name),
-                list(DataType::Float64),
-                true,
-            )),
+            list("sku_names", DataType::Utf8),
+            list("sku", DataType::UInt32),
+            list("ts", DataType::Int64),
+            list("units", DataType::Float64),
         ])
     }
 
@@ -212,31 +211,127 @@ impl AggregateUDFImpl for MrsDetect {
     }
 }
 
-/// Rows kept from one input (or state) batch.
-#[derive(Debug)]
-struct Chunk {
-    sku: StringViewArray,
-    ts: Int64Array,
-    units: Float64Array,
-}
+/// Number of partial state columns: the group's SKU names, then per row its SKU (an index into
+/// those names), ts micros and units.
+pub(super) const STATE_COLUMNS: usize = 4;
 
-impl Chunk {
-    fn size(&self) -> usize {
-        self.sku.get_array_memory_size()
-            + self.ts.get_array_memory_size()
-            + self.units.get_array_memory_size()
+/// Hasher for the canonical 16-byte form of a short SKU (see [`short_key`]): SKU maps are
+/// small and probed once per row, so one multiply beats SipHash.
+#[derive(Default)]
+struct ShortKeyHasher(u64);
+
+impl Hasher for ShortKeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        let x = (v as u64) ^ ((v >> 64) as u64).rotate_left(29);
+        self.0 = x.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
     }
 }
 
-/// Packs a `(chunk, row)` reference.
+/// The bytes of a string of at most 12 bytes and its length, as one integer (the layout of
+/// an inline string view with its padding zeroed, so equal strings give equal keys).
 #[inline]
-fn pack(chunk: usize, row: usize) -> u64 {
-    ((chunk as u64) << 32) | row as u64
+fn short_key(view: u128) -> Option<u128> {
+    let len = (view as u32) as usize;
+    (len <= 12).then(|| view & ((1u128 << (32 + 8 * len)) - 1))
 }
 
+/// [`short_key`] of a string.
 #[inline]
-fn unpack(r: u64) -> (usize, usize) {
-    ((r >> 32) as usize, (r & 0xFFFF_FFFF) as usize)
+fn short_key_of(s: &str) -> Option<u128> {
+    let bytes = s.as_bytes();
+    if bytes.len() > 12 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..4].copy_from_slice(&(bytes.len() as u32).to_le_bytes());
+    buf[4..4 + bytes.len()].copy_from_slice(bytes);
+    Some(u128::from_le_bytes(buf))
+}
+
+/// One group's rows: SKUs interned into ids in order of first appearance (so rows are never
+/// sorted by string), and the rows as three compact columns.
+#[derive(Debug, Default, Clone)]
+pub(super) struct GroupRows {
+    names: Vec<String>,
+    short: HashMap<u128, u32, BuildHasherDefault<ShortKeyHasher>>,
+    long: HashMap<String, u32>,
+    sku: Vec<u32>,
+    ts: Vec<i64>,
+    units: Vec<f64>,
+}
+
+impl GroupRows {
+    /// Rows held.
+    pub(super) fn len(&self) -> usize {
+        self.ts.len()
+    }
+
+    /// The id of a SKU, given its string view when there is one.
+    #[inline]
+    fn intern(&mut self, view: Option<u128>, sku: &str) -> Result<u32> {
+        let key = match view {
+            Some(v) => short_key(v),
+            None => short_key_of(sku),
+        };
+        let found = match key {
+            Some(k) => self.short.get(&k),
+            None => self.long.get(sku),
+        };
+        if let Some(&id) = found {
+            return Ok(id);
+        }
+        let Ok(id) = u32::try_from(self.names.len()) else {
+            return exec_err!("mrs_detect: too many distinct SKUs in one store");
+        };
+        self.names.push(sku.to_string());
+        match key {
+            Some(k) => self.short.insert(k, id),
+            None => self.long.insert(sku.to_string(), id),
+        };
+        Ok(id)
+    }
+
+    #[inline]
+    fn push(&mut self, sku: u32, ts: i64, units: f64) {
+        self.sku.push(sku);
+        self.ts.push(ts);
+        self.units.push(units);
+    }
+
+    /// Room for `n` more rows: exactly when they at least double the group (a merged group
+    /// gets its rows in a few large state rows, where doubling would leave up to half of its
+    /// memory unused), else amortised (many small state rows).
+    fn reserve_for(&mut self, n: usize) {
+        if n >= self.len() {
+            self.sku.reserve_exact(n);
+            self.ts.reserve_exact(n);
+            self.units.reserve_exact(n);
+        } else {
+            self.sku.reserve(n);
+            self.ts.reserve(n);
+            self.units.reserve(n);
+        }
+    }
+
+    /// Heap bytes held (the struct itself is counted by its owner).
+    fn size(&self) -> usize {
+        self.sku.capacity() * 4
+            + self.ts.capacity() * 8
+            + self.units.capacity() * 8
+            + self.names.iter().map(|n| n.capacity() + 24).sum::<usize>()
+            + self.short.capacity() * 24
+            + self.long.capacity() * 32
+    }
 }
 
 /// One group's detection.
@@ -246,18 +341,26 @@ pub(super) struct Detected {
     pub checkpoint: Option<StoreCheckpoint>,
     /// Where the old checkpoint resumed (micros), when there was one.
     pub resumed_from: Option<i64>,
+    /// Rows the detection read.
+    pub rows_read: usize,
 }
 
-/// The groups accumulator: per group, references into retained chunks.
+/// The groups accumulator: per group, its rows in compact columns.
 #[derive(Debug, Default)]
 pub struct DetectGroups {
-    chunks: Vec<Chunk>,
-    pub(super) groups: Vec<Vec<u64>>,
+    pub(super) groups: Vec<GroupRows>,
     cfg: DetectConfig,
 }
 
-/// Normalises the three argument arrays into a chunk.
-fn to_chunk(values: &[ArrayRef]) -> Result<Chunk> {
+/// The three argument arrays, normalised.
+struct Args {
+    sku: StringViewArray,
+    ts: Int64Array,
+    units: Float64Array,
+}
+
+/// Normalises the three argument arrays.
+fn to_args(values: &[ArrayRef]) -> Result<Args> {
     let [sku, ts, units, ..] = values else {
         return internal_err!("mrs_detect: expected 3 arguments, got {}", values.len());
     };
@@ -266,31 +369,31 @@ fn to_chunk(values: &[ArrayRef]) -> Result<Chunk> {
     let units = cast(units, &DataType::Float64)?
         .as_primitive::<Float64Type>()
         .clone();
-    Ok(Chunk { sku, ts, units })
+    Ok(Args { sku, ts, units })
 }
 
 #[inline]
-fn row_ok(c: &Chunk, i: usize) -> bool {
+fn row_ok(c: &Args, i: usize) -> bool {
     c.sku.is_valid(i)
         && c.ts.is_valid(i)
         && c.units.is_valid(i)
         && crate::model::usable(c.units.value(i))
 }
 
-impl DetectGroups {
-    fn push_chunk(&mut self, chunk: Chunk) -> Result<usize> {
-        let id = self.chunks.len();
-        if id >= u32::MAX as usize || chunk.sku.len() >= u32::MAX as usize {
-            return exec_err!("mrs_detect: too many input batches for one aggregation");
-        }
-        self.chunks.push(chunk);
-        Ok(id)
-    }
+/// Per-group scratch reused across the groups of one evaluation.
+#[derive(Default)]
+struct Scratch {
+    rank: Vec<u32>,
+    starts: Vec<usize>,
+    rows: Vec<(u32, i64, f64)>,
+}
 
+impl DetectGroups {
     /// Reports of the given groups as a list array (one list per group).
-    fn evaluate_groups(&self, groups: &[Vec<u64>]) -> Result<ArrayRef> {
+    fn evaluate_groups(&self, groups: Vec<GroupRows>) -> Result<ArrayRef> {
+        let n = groups.len();
         let per_group = self
-            .detect_groups(groups, &vec![None; groups.len()], false)?
+            .detect_groups(groups, vec![None; n], false)?
             .into_iter()
             .map(|d| d.reports)
             .collect::<Vec<_>>();
@@ -298,58 +401,48 @@ impl DetectGroups {
     }
 
     /// Runs the detector over each group, resumed from its checkpoint when given, returning
-    /// its reports and (with `checkpoint`) its new checkpoint.
+    /// its reports and (with `checkpoint`) its new checkpoint. Each group's rows are freed as
+    /// soon as it is done.
     pub(super) fn detect_groups(
         &self,
-        groups: &[Vec<u64>],
-        checkpoints: &[Option<Vec<u8>>],
+        groups: Vec<GroupRows>,
+        checkpoints: Vec<Option<Vec<u8>>>,
         checkpoint: bool,
     ) -> Result<Vec<Detected>> {
         let mut out = Vec::with_capacity(groups.len());
-        let mut rows: Vec<(&str, i64, f64)> = Vec::new();
-        let mut ids: Vec<(u32, i64, f64)> = Vec::new();
-        for (refs, bytes) in groups.iter().zip(checkpoints) {
+        let mut scratch = Scratch::default();
+        for (group, bytes) in groups.into_iter().zip(checkpoints) {
             let resume = match bytes {
-                Some(b) => Some(StoreCheckpoint::decode(b).map_err(|e| {
+                Some(b) => Some(StoreCheckpoint::decode(&b).map_err(|e| {
                     DataFusionError::Execution(format!(
                         "mrs_detect_resume: a store's checkpoint is unusable ({e}); run without it (mrs run --full)"
                     ))
                 })?),
                 None => None,
             };
-            rows.clear();
-            rows.extend(refs.iter().map(|&r| {
-                let (c, i) = unpack(r);
-                let c = &self.chunks[c];
-                (c.sku.value(i), c.ts.value(i), c.units.value(i))
-            }));
-            let sorted = rows
-                .windows(2)
-                .all(|w| (w[0].0, w[0].1) <= (w[1].0, w[1].1));
-            if !sorted {
-                rows.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
-            }
+            let rows_read = group.len();
             // SKU names: the rows' and the checkpoint's, sorted (ids index them).
-            let mut names: Vec<&str> = rows.iter().map(|r| r.0).collect();
+            let mut names: Vec<&str> = group.names.iter().map(String::as_str).collect();
             if let Some(cp) = &resume {
                 names.extend(cp.skus.iter().map(|s| s.sku.as_str()));
             }
             names.sort_unstable();
             names.dedup();
-            ids.clear();
-            let mut id = 0usize;
-            for &(sku, ts, u) in &rows {
-                while names[id] != sku {
-                    id += 1;
-                }
-                ids.push((id as u32, ts, u));
-            }
+            sorted_rows(&group, &names, &mut scratch);
             let resumed_from = resume.as_ref().map(|cp| cp.ts_of(cp.resume_bucket));
-            match detect_store_resumable(&ids, &names, &self.cfg, resume.as_ref(), checkpoint) {
+            let detected = detect_store_resumable(
+                &scratch.rows,
+                &names,
+                &self.cfg,
+                resume.as_ref(),
+                checkpoint,
+            );
+            match detected {
                 Ok((reports, checkpoint)) => out.push(Detected {
                     reports,
                     checkpoint,
                     resumed_from,
+                    rows_read,
                 }),
                 Err(GridError::TooManyBuckets(n)) => {
                     return exec_err!(
@@ -367,37 +460,76 @@ impl DetectGroups {
         Ok(out)
     }
 
-    /// The partial state of the given groups.
-    pub(super) fn state_groups(&self, groups: &[Vec<u64>]) -> Result<Vec<ArrayRef>> {
-        let total: usize = groups.iter().map(Vec::len).sum();
-        let mut sku = StringViewBuilder::with_capacity(total);
+    /// The partial state of the given groups (see [`STATE_COLUMNS`]); each group's rows are
+    /// freed once copied.
+    pub(super) fn state_groups(groups: Vec<GroupRows>) -> Result<Vec<ArrayRef>> {
+        let total: usize = groups.iter().map(GroupRows::len).sum();
+        let n_names: usize = groups.iter().map(|g| g.names.len()).sum();
+        let names_bytes: usize = groups
+            .iter()
+            .flat_map(|g| g.names.iter().map(String::len))
+            .sum();
+        let mut names = StringBuilder::with_capacity(n_names, names_bytes);
+        let mut name_lens = Vec::with_capacity(groups.len());
+        let mut row_lens = Vec::with_capacity(groups.len());
+        let mut sku = Vec::with_capacity(total);
         let mut ts = Vec::with_capacity(total);
         let mut units = Vec::with_capacity(total);
-        for refs in groups {
-            for &r in refs {
-                let (c, i) = unpack(r);
-                let c = &self.chunks[c];
-                sku.append_value(c.sku.value(i));
-                ts.push(c.ts.value(i));
-                units.push(c.units.value(i));
+        for g in groups {
+            for n in &g.names {
+                names.append_value(n);
             }
+            name_lens.push(g.names.len());
+            row_lens.push(g.len());
+            sku.extend_from_slice(&g.sku);
+            ts.extend_from_slice(&g.ts);
+            units.extend_from_slice(&g.units);
         }
-        let offsets = OffsetBuffer::from_lengths(groups.iter().map(Vec::len));
-        let list = |values: ArrayRef| -> ArrayRef {
+        let list = |values: ArrayRef, lens: &[usize]| -> ArrayRef {
             let item = Arc::new(Field::new_list_field(values.data_type().clone(), true));
-            Arc::new(ListArray::new(item, offsets.clone(), values, None))
+            let offsets = OffsetBuffer::from_lengths(lens.iter().copied());
+            Arc::new(ListArray::new(item, offsets, values, None))
         };
         Ok(vec![
-            list(Arc::new(sku.finish())),
-            list(Arc::new(Int64Array::from(ts))),
-            list(Arc::new(Float64Array::from(units))),
+            list(Arc::new(names.finish()), &name_lens),
+            list(Arc::new(UInt32Array::from(sku)), &row_lens),
+            list(Arc::new(Int64Array::from(ts)), &row_lens),
+            list(Arc::new(Float64Array::from(units)), &row_lens),
         ])
     }
+}
 
-    /// Frees the retained batches once no group refers to them.
-    pub(super) fn release(&mut self) {
-        if self.groups.iter().all(Vec::is_empty) {
-            self.chunks.clear();
+/// The group's rows with ids indexing `names` (sorted), grouped by id in increasing order and
+/// by ts within an id (rows of one id and ts keep their arrival order), into `scratch.rows`.
+fn sorted_rows(group: &GroupRows, names: &[&str], scratch: &mut Scratch) {
+    let Scratch { rank, starts, rows } = scratch;
+    rank.clear();
+    rank.extend(group.names.iter().map(|n| {
+        // every group name is in `names`
+        names.binary_search(&n.as_str()).unwrap_or(0) as u32
+    }));
+    // Counting sort by id (stable), then by ts within each id where not already in order.
+    starts.clear();
+    starts.resize(names.len() + 1, 0);
+    for &s in &group.sku {
+        starts[rank[s as usize] as usize + 1] += 1;
+    }
+    for i in 1..starts.len() {
+        starts[i] += starts[i - 1];
+    }
+    rows.clear();
+    rows.resize(group.len(), (0, 0, 0.0));
+    let mut next = starts.clone();
+    for ((&s, &t), &u) in group.sku.iter().zip(&group.ts).zip(&group.units) {
+        let id = rank[s as usize];
+        let at = &mut next[id as usize];
+        rows[*at] = (id, t, u);
+        *at += 1;
+    }
+    for w in starts.windows(2) {
+        let seg = &mut rows[w[0]..w[1]];
+        if !seg.is_sorted_by_key(|r| r.1) {
+            seg.sort_by_key(|r| r.1);
         }
     }
 }
@@ -410,35 +542,29 @@ impl GroupsAccumulator for DetectGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
-        let chunk = to_chunk(values)?;
-        let id = self.chunks.len();
-        let mut any = false;
+        self.groups
+            .resize_with(total_num_groups, GroupRows::default);
+        let args = to_args(values)?;
+        let views = args.sku.views();
         for (i, &g) in group_indices.iter().enumerate() {
-            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) || !row_ok(&chunk, i) {
+            if opt_filter.is_some_and(|f| !f.is_valid(i) || !f.value(i)) || !row_ok(&args, i) {
                 continue;
             }
-            self.groups[g].push(pack(id, i));
-            any = true;
-        }
-        if any {
-            self.push_chunk(chunk)?;
+            let group = &mut self.groups[g];
+            let id = group.intern(Some(views[i]), args.sku.value(i))?;
+            group.push(id, args.ts.value(i), args.units.value(i));
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
         let groups = emit_to.take_needed(&mut self.groups);
-        let out = self.evaluate_groups(&groups);
-        self.release();
-        out
+        self.evaluate_groups(groups)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
         let groups = emit_to.take_needed(&mut self.groups);
-        let out = self.state_groups(&groups);
-        self.release();
-        out
+        Self::state_groups(groups)
     }
 
     fn merge_batch(
@@ -447,43 +573,48 @@ impl GroupsAccumulator for DetectGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
-        let [sku, ts, units, ..] = values else {
-            return internal_err!("mrs_detect: expected 3 state columns, got {}", values.len());
+        self.groups
+            .resize_with(total_num_groups, GroupRows::default);
+        let [names, sku, ts, units, ..] = values else {
+            return internal_err!(
+                "mrs_detect: expected {STATE_COLUMNS} state columns, got {}",
+                values.len()
+            );
         };
-        let (sku, ts, units) = (
+        let (names, sku, ts, units) = (
+            names.as_list::<i32>(),
             sku.as_list::<i32>(),
             ts.as_list::<i32>(),
             units.as_list::<i32>(),
         );
-        // state columns: sku Utf8View, ts Int64 micros, units Float64
-        let chunk = Chunk {
-            sku: cast(sku.values(), &DataType::Utf8View)?
-                .as_string_view()
-                .clone(),
-            ts: cast(ts.values(), &DataType::Int64)?
-                .as_primitive::<Int64Type>()
-                .clone(),
-            units: cast(units.values(), &DataType::Float64)?
-                .as_primitive::<Float64Type>()
-                .clone(),
-        };
-        let id = self.chunks.len();
-        let offsets = sku.value_offsets();
-        let mut any = false;
+        let name_values = cast(names.values(), &DataType::Utf8)?;
+        let name_values = name_values.as_string::<i32>();
+        let sku_values = sku.values().as_primitive::<UInt32Type>();
+        let ts_values = ts.values().as_primitive::<Int64Type>();
+        let unit_values = units.values().as_primitive::<Float64Type>();
+        let mut ids: Vec<u32> = Vec::new();
+        let (name_offsets, row_offsets) = (names.value_offsets(), sku.value_offsets());
         for (i, &g) in group_indices.iter().enumerate() {
-            if sku.is_null(i) {
+            if names.is_null(i) || sku.is_null(i) {
                 continue;
             }
-            for row in offsets[i] as usize..offsets[i + 1] as usize {
-                if row_ok(&chunk, row) {
-                    self.groups[g].push(pack(id, row));
-                    any = true;
+            let group = &mut self.groups[g];
+            // This state row's name ids, as this group's ids.
+            ids.clear();
+            for n in name_offsets[i] as usize..name_offsets[i + 1] as usize {
+                if name_values.is_null(n) {
+                    return internal_err!("mrs_detect: NULL SKU name in a partial state");
                 }
+                ids.push(group.intern(None, name_values.value(n))?);
             }
-        }
-        if any {
-            self.push_chunk(chunk)?;
+            let rows = row_offsets[i] as usize..row_offsets[i + 1] as usize;
+            group.reserve_for(rows.len());
+            for row in rows {
+                let Some(&id) = ids.get(sku_values.value(row) as usize) else {
+                    return internal_err!("mrs_detect: SKU id out of range in a partial state");
+                };
+                group.push(id, ts_values.value(row), unit_values.value(row));
+            }
         }
         Ok(())
     }
@@ -493,43 +624,44 @@ impl GroupsAccumulator for DetectGroups {
         values: &[ArrayRef],
         opt_filter: Option<&BooleanArray>,
     ) -> Result<Vec<ArrayRef>> {
-        let chunk = to_chunk(values)?;
-        let keep: BooleanArray = (0..chunk.sku.len())
+        let args = to_args(values)?;
+        let keep: BooleanArray = (0..args.sku.len())
             .map(|i| {
-                Some(row_ok(&chunk, i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)))
+                Some(row_ok(&args, i) && opt_filter.is_none_or(|f| f.is_valid(i) && f.value(i)))
             })
             .collect();
+        let kept = keep.true_count();
         let offsets = OffsetBuffer::from_lengths(keep.iter().map(|k| usize::from(k == Some(true))));
-        let list = |values: ArrayRef| -> Result<ArrayRef> {
-            let values = filter(&values, &keep)?;
+        let list = |values: ArrayRef| -> ArrayRef {
             let item = Arc::new(Field::new_list_field(values.data_type().clone(), true));
-            Ok(Arc::new(ListArray::new(
-                item,
-                offsets.clone(),
-                values,
-                None,
-            )))
+            Arc::new(ListArray::new(item, offsets.clone(), values, None))
         };
+        // One row per kept input row: its SKU is its only name (id 0).
+        let names = cast(&filter(&args.sku, &keep)?, &DataType::Utf8)?;
         Ok(vec![
-            list(Arc::new(chunk.sku))?,
-            list(Arc::new(chunk.ts))?,
-            list(Arc::new(chunk.units))?,
+            list(names),
+            list(Arc::new(UInt32Array::from(vec![0u32; kept]))),
+            list(filter(&args.ts, &keep)?),
+            list(filter(&args.units, &keep)?),
         ])
     }
 
     fn size(&self) -> usize {
-        self.chunks.iter().map(Chunk::size).sum::<usize>()
-            + self
-                .groups
-                .iter()
-                .map(|g| g.capacity() * 8 + 24)
-                .sum::<usize>()
+        self.groups.iter().map(GroupRows::size).sum::<usize>()
+            + self.groups.capacity() * size_of::<GroupRows>()
     }
 }
 
 /// `Accumulator` face (one group) for contexts without a groups accumulator.
 #[derive(Debug)]
 struct DetectAccumulator(DetectGroups);
+
+impl DetectAccumulator {
+    /// The group (a copy: `evaluate` may be called again with more rows).
+    fn group(&self) -> Vec<GroupRows> {
+        vec![self.0.groups.first().cloned().unwrap_or_default()]
+    }
+}
 
 impl Accumulator for DetectAccumulator {
     fn update_batch(&mut self, values: &[ArrayRef]) -> Result<()> {
@@ -538,12 +670,7 @@ impl Accumulator for DetectAccumulator {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let groups = if self.0.groups.is_empty() {
-            vec![Vec::new()]
-        } else {
-            self.0.groups[..1].to_vec()
-        };
-        let array = self.0.evaluate_groups(&groups)?;
+        let array = self.0.evaluate_groups(self.group())?;
         ScalarValue::try_from_array(&array, 0)
     }
 
@@ -552,13 +679,7 @@ impl Accumulator for DetectAccumulator {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        let groups = if self.0.groups.is_empty() {
-            vec![Vec::new()]
-        } else {
-            self.0.groups[..1].to_vec()
-        };
-        self.0
-            .state_groups(&groups)?
+        DetectGroups::state_groups(self.group())?
             .iter()
             .map(|a| ScalarValue::try_from_array(a, 0))
             .collect()

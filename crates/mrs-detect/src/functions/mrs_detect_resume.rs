@@ -10,7 +10,7 @@
 //! | model | [`crate::model::store`] resumed through [`crate::model::checkpoint`] |
 //! | NULL / NaN / bad rows | as `mrs_detect` |
 //! | two checkpoints for one store, an unreadable one, or one of other settings | `exec_err!` naming the cure: run without checkpoints (`mrs run --full`) |
-//! | state | `mrs_detect`'s three lists plus the group's checkpoint bytes |
+//! | state | `mrs_detect`'s four lists plus the group's checkpoint bytes |
 //! | complexity | `mrs_detect`'s over the rows read, plus `O(skus * horizon)` to restore and write the checkpoint (about 43 KB per SKU for hourly data) |
 
 use std::sync::Arc;
@@ -27,7 +27,9 @@ use datafusion::logical_expr::{
 };
 use datafusion_macros::user_doc;
 
-use super::mrs_detect::{DetectGroups, MrsDetect, report_list_type, reports_to_array};
+use super::mrs_detect::{
+    DetectGroups, GroupRows, MrsDetect, STATE_COLUMNS, report_list_type, reports_to_array,
+};
 use super::{utc_ts, utc_ts_array};
 
 #[user_doc(
@@ -201,10 +203,11 @@ impl ResumeGroups {
 
     fn evaluate_groups(
         &self,
-        groups: &[Vec<u64>],
-        checkpoints: &[Option<Vec<u8>>],
+        groups: Vec<GroupRows>,
+        checkpoints: Vec<Option<Vec<u8>>>,
     ) -> Result<ArrayRef> {
         let detected = self.rows.detect_groups(groups, checkpoints, true)?;
+        let rows_read: Vec<i64> = detected.iter().map(|d| d.rows_read as i64).collect();
         let mut reports = Vec::with_capacity(detected.len());
         let mut bytes: Vec<Option<Vec<u8>>> = Vec::with_capacity(detected.len());
         let (mut read_from, mut resume_from, mut covered_to) = (Vec::new(), Vec::new(), Vec::new());
@@ -225,9 +228,7 @@ impl ResumeGroups {
             utc_ts_array(resume_from),
             utc_ts_array(covered_to),
             utc_ts_array(recomputed_from),
-            Arc::new(Int64Array::from_iter_values(
-                groups.iter().map(|g| g.len() as i64),
-            )),
+            Arc::new(Int64Array::from(rows_read)),
         ];
         Ok(Arc::new(StructArray::try_new(
             resume_fields(),
@@ -261,9 +262,7 @@ impl GroupsAccumulator for ResumeGroups {
         self.checkpoints
             .resize(groups.len().max(self.checkpoints.len()), None);
         let checkpoints = emit_to.take_needed(&mut self.checkpoints);
-        let out = self.evaluate_groups(&groups, &checkpoints);
-        self.rows.release();
-        out
+        self.evaluate_groups(groups, checkpoints)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
@@ -271,9 +270,8 @@ impl GroupsAccumulator for ResumeGroups {
         self.checkpoints
             .resize(groups.len().max(self.checkpoints.len()), None);
         let checkpoints = emit_to.take_needed(&mut self.checkpoints);
-        let mut out = self.rows.state_groups(&groups)?;
+        let mut out = DetectGroups::state_groups(groups)?;
         out.push(Arc::new(LargeBinaryArray::from_iter(checkpoints)));
-        self.rows.release();
         Ok(out)
     }
 
@@ -283,15 +281,16 @@ impl GroupsAccumulator for ResumeGroups {
         group_indices: &[usize],
         total_num_groups: usize,
     ) -> Result<()> {
-        let Some(checkpoint) = values.get(3) else {
+        let Some(checkpoint) = values.get(STATE_COLUMNS) else {
             return internal_err!(
-                "mrs_detect_resume: expected 4 state columns, got {}",
+                "mrs_detect_resume: expected {} state columns, got {}",
+                STATE_COLUMNS + 1,
                 values.len()
             );
         };
         self.take_checkpoints(checkpoint, group_indices, None, total_num_groups)?;
         self.rows
-            .merge_batch(&values[..3], group_indices, total_num_groups)
+            .merge_batch(&values[..STATE_COLUMNS], group_indices, total_num_groups)
     }
 
     fn convert_to_state(
@@ -341,7 +340,9 @@ impl Accumulator for ResumeAccumulator {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         let array = self.0.evaluate(EmitTo::All)?;
         if array.is_empty() {
-            let empty = self.0.evaluate_groups(&[Vec::new()], &[None])?;
+            let empty = self
+                .0
+                .evaluate_groups(vec![GroupRows::default()], vec![None])?;
             return ScalarValue::try_from_array(&empty, 0);
         }
         ScalarValue::try_from_array(&array, 0)
@@ -353,7 +354,7 @@ impl Accumulator for ResumeAccumulator {
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
         if self.0.rows.groups.is_empty() {
-            self.0.rows.groups.push(Vec::new());
+            self.0.rows.groups.push(GroupRows::default());
         }
         self.0
             .state(EmitTo::All)?

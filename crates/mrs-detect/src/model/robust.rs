@@ -102,6 +102,18 @@ pub fn median_in_place(values: &mut [f64]) -> f64 {
     }
 }
 
+/// Median of values sorted by [`f64::total_cmp`]: the same value as [`median_in_place`].
+pub fn median_of_sorted(values: &[f64]) -> f64 {
+    let n = values.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        midpoint(values[n / 2 - 1], values[n / 2])
+    }
+}
+
 /// Median of up to a few values without touching the heap (used for the K seasonal values).
 pub fn small_median(values: &mut [f64]) -> f64 {
     values.sort_unstable_by(f64::total_cmp);

@@ -44,7 +44,9 @@
 
 use super::counts::predictive_z;
 use super::grid::SeasonPlan;
-use super::robust::{anscombe, inverse_nb_transform, median_in_place, nb_transform, small_median};
+use super::robust::{
+    anscombe, inverse_nb_transform, median_in_place, median_of_sorted, nb_transform, small_median,
+};
 
 /// Default alert threshold on `abs(z)` (score 0.5).
 pub const DEFAULT_Z_ALERT: f64 = 5.0;
@@ -90,7 +92,7 @@ const MAX_KAPPA: f64 = 16.0;
 /// under-estimated `kappa` makes busy hours of an overdispersed product look anomalous, an
 /// over-estimated one only costs a little power there.
 /// `tmp` is scratch. Returns `(c, kappa)`, `c` from the low half.
-pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
+pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut FitScratch) -> (f64, f64) {
     let n = r2.len().min(b.len());
     if n < 4 {
         return (1.0, 0.0);
@@ -98,28 +100,37 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     // A residual against an expected value of 0 says nothing about the dispersion: it is 0
     // whatever `kappa` is, and night hours of a best seller would otherwise make the low half's
     // median 0 and the fit give up (`kappa = 0`, Poisson tails for its busy hours).
-    let informative = |j: usize| b[j] > 0.0;
-    tmp.clear();
-    tmp.extend((0..n).filter(|&j| informative(j)).map(|j| b[j].max(0.0)));
-    let b_mid = median_in_place(tmp);
-    let half = |hi: bool, tmp: &mut Vec<f64>| {
-        tmp.clear();
-        tmp.extend(
-            (0..n)
-                .filter(|&j| informative(j) && (b[j].max(0.0) > b_mid) == hi)
-                .map(|j| r2[j]),
-        );
-        let (v, cnt) = (median_in_place(tmp) / MEDIAN_CHI2_1, tmp.len());
-        tmp.clear();
-        tmp.extend(
-            (0..n)
-                .filter(|&j| informative(j) && (b[j].max(0.0) > b_mid) == hi)
-                .map(|j| b[j].max(0.0)),
-        );
-        (v, median_in_place(tmp), cnt)
+    let FitScratch {
+        b: all_b,
+        lo_r,
+        lo_b,
+        hi_r,
+        hi_b,
+    } = tmp;
+    all_b.clear();
+    all_b.extend(b[..n].iter().filter(|&&v| v > 0.0).map(|&v| v.max(0.0)));
+    let b_mid = median_in_place(all_b);
+    // Both halves in one pass (medians do not depend on the order values come in).
+    for v in [&mut *lo_r, &mut *lo_b, &mut *hi_r, &mut *hi_b] {
+        v.clear();
+    }
+    for (&r, &bj) in r2[..n].iter().zip(&b[..n]) {
+        if bj > 0.0 {
+            if bj.max(0.0) > b_mid {
+                hi_r.push(r);
+                hi_b.push(bj.max(0.0));
+            } else {
+                lo_r.push(r);
+                lo_b.push(bj.max(0.0));
+            }
+        }
+    }
+    let half = |r: &mut Vec<f64>, bs: &mut Vec<f64>| {
+        let cnt = r.len();
+        (median_in_place(r) / MEDIAN_CHI2_1, median_in_place(bs), cnt)
     };
-    let (v_lo, b_lo, n_lo) = half(false, tmp);
-    let (v_hi, b_hi, n_hi) = half(true, tmp);
+    let (v_lo, b_lo, n_lo) = half(lo_r, lo_b);
+    let (v_hi, b_hi, n_hi) = half(hi_r, hi_b);
     if n_lo < 2 || n_hi < 2 || v_lo.is_nan() || v_lo <= 0.0 || !v_hi.is_finite() {
         return (1.0, 0.0);
     }
@@ -131,6 +142,16 @@ pub fn fit_dispersion(r2: &[f64], b: &[f64], tmp: &mut Vec<f64>) -> (f64, f64) {
     }
     let kappa = ((rho - 1.0) / den).min(MAX_KAPPA);
     ((v_lo / (1.0 + kappa * b_lo)).sqrt(), kappa)
+}
+
+/// Scratch buffers of [`fit_dispersion`].
+#[derive(Debug, Default, Clone)]
+pub struct FitScratch {
+    b: Vec<f64>,
+    lo_r: Vec<f64>,
+    lo_b: Vec<f64>,
+    hi_r: Vec<f64>,
+    hi_b: Vec<f64>,
 }
 
 /// Score of a z value: `clamp(abs(z) / (2 z_alert), 0, 1)`; `NaN` stays `NaN`.
@@ -203,7 +224,11 @@ pub struct Scorer {
     resid_div: Vec<f64>,
     tmp: Vec<f64>,
     tmp_b: Vec<f64>,
-    tmp_fit: Vec<f64>,
+    tmp_fit: FitScratch,
+    /// The level correction's ratios `ratio[from..to]` (without NaN), sorted, and that range:
+    /// the window slides by a bucket or so between refits, so it is updated, not re-selected.
+    level_sorted: Vec<f64>,
+    level_range: Option<(usize, usize)>,
     /// Bucket and carried scalars kept by `snapshot_at`.
     snapshot: Option<(usize, Carry)>,
     /// First value of the last scored series (signed: before the grid when resumed).
@@ -224,7 +249,9 @@ impl Scorer {
             resid_div: Vec::new(),
             tmp: Vec::new(),
             tmp_b: Vec::new(),
-            tmp_fit: Vec::new(),
+            tmp_fit: FitScratch::default(),
+            level_sorted: Vec::new(),
+            level_range: None,
             snapshot: None,
             first: 0,
         }
@@ -290,6 +317,7 @@ impl Scorer {
             v.clear();
             v.resize(n, f64::NAN);
         }
+        self.level_range = None;
         let z_alert = self.z_alert;
         let per_day = self.plan.per_day.max(1);
         let window = self.plan.scale_window.max(1);
@@ -373,12 +401,10 @@ impl Scorer {
                     // level (a weekend measured against a daily median reads as +40%).
                     c.season_since = t;
                 }
-                self.tmp.clear();
                 let from = t.saturating_sub(l).max(first_index).max(c.season_since);
-                self.tmp
-                    .extend(self.ratio[from..t].iter().copied().filter(|v| !v.is_nan()));
-                c.level = if self.tmp.len() >= (l / 2).max(6.min(l)) {
-                    median_in_place(&mut self.tmp)
+                self.slide_level_window(from, t);
+                c.level = if self.level_sorted.len() >= (l / 2).max(6.min(l)) {
+                    median_of_sorted(&self.level_sorted)
                 } else {
                     1.0
                 };
@@ -466,6 +492,36 @@ impl Scorer {
             self.snapshot = Some((q, c));
         }
         self.first = first;
+    }
+
+    /// Makes `level_sorted` the non-NaN `ratio[from..to]`, sorted: by removing and inserting
+    /// the buckets that left and entered the window when it overlaps the previous one (ratios
+    /// before the bucket being scored never change), else from scratch.
+    fn slide_level_window(&mut self, from: usize, to: usize) {
+        let sorted = &mut self.level_sorted;
+        match self.level_range {
+            Some((f0, t0)) if f0 <= from && from <= t0 && t0 <= to => {
+                for &v in &self.ratio[f0..from] {
+                    if !v.is_nan()
+                        && let Ok(i) = sorted.binary_search_by(|x| x.total_cmp(&v))
+                    {
+                        sorted.remove(i);
+                    }
+                }
+                for &v in &self.ratio[t0..to] {
+                    if !v.is_nan() {
+                        let i = sorted.partition_point(|x| x.total_cmp(&v).is_lt());
+                        sorted.insert(i, v);
+                    }
+                }
+            }
+            _ => {
+                sorted.clear();
+                sorted.extend(self.ratio[from..to].iter().copied().filter(|v| !v.is_nan()));
+                sorted.sort_unstable_by(f64::total_cmp);
+            }
+        }
+        self.level_range = Some((from, to));
     }
 
     /// The state at the `snapshot_at` bucket `q` of the last [`Self::score_resumed`] call,
@@ -791,7 +847,7 @@ pub(crate) mod tests {
                 b.push(mu);
             }
         }
-        let (_, kappa) = fit_dispersion(&r2, &b, &mut Vec::new());
+        let (_, kappa) = fit_dispersion(&r2, &b, &mut FitScratch::default());
         assert!(kappa > 0.3 && kappa < 1.2, "{kappa}");
     }
 

@@ -21,10 +21,10 @@
 //! up to it, which incremental runs rely on ([`detect_store_resumable`], [`super::checkpoint`]).
 //! `alerted_at` is the bucket at which the window first qualified as a report (its second
 //! anomalous bucket, a run's last bucket, or a strong first bucket).
-//! Cost: `O(rows + skus * buckets)` for scoring (twice when the store has windows: the second
-//! pass gathers SKU evidence instead of keeping every cell's baseline in memory), and
-//! `O(skus * buckets)` memory for the cells' z values the sustained runs read after the
-//! single-bucket decisions.
+//! Cost: `O(rows + skus * buckets)` for scoring, and `O(skus * buckets)` memory for the cells'
+//! z values the sustained runs read after the single-bucket decisions and (without a checkpoint
+//! to take) their baselines and z values the SKU evidence reads; a run that takes a checkpoint
+//! scores the cells a second time instead (to stop each at the new resume bucket).
 
 use super::GridError;
 use super::checkpoint::{SeriesCheckpoint, SkuCheckpoint, StoreCheckpoint};
@@ -212,7 +212,8 @@ pub fn detect_store_resumable(
         }
         None => {
             let mut uniq: Vec<i64> = rows.iter().map(|r| r.1).collect();
-            uniq.sort_unstable();
+            // Stable sort: rows come as one ts-ordered run per SKU, which it merges.
+            uniq.sort();
             uniq.dedup();
             let (Some(&origin), Some(step)) = (uniq.first(), infer_step(&uniq)) else {
                 return Ok((Vec::new(), None));
@@ -273,6 +274,9 @@ pub fn detect_store_resumable(
     };
     // Full-season cell z values, kept for the sustained runs once single buckets are decided.
     let mut cell_z: Vec<f64> = Vec::new();
+    // Without a checkpoint to take, pass 2 needs only the cells' baselines and z values: kept
+    // here (`O(skus * buckets)`) rather than scored again.
+    let mut cell_kept: Vec<(f64, f64)> = Vec::new();
 
     // Pass 1: cells.
     // First bucket of each SKU's cell series: the Bonferroni count at a bucket is the SKUs
@@ -294,6 +298,9 @@ pub fn detect_store_resumable(
             state.and_then(|s| s.series.scorer.as_ref()),
             None,
         );
+        if !checkpoint {
+            cell_kept.extend(cell.baseline.iter().zip(&cell.z).map(|(&b, &z)| (b, z)));
+        }
         let from = cell_z.len();
         extend_full_season_z(&cell, full_season, &mut cell_z);
         if let Some(s) = state {
@@ -630,12 +637,22 @@ pub fn detect_store_resumable(
         else {
             return;
         };
-        scorer.score_resumed(
-            &y,
-            &mut cell,
-            state.and_then(|s| s.series.scorer.as_ref()),
-            range.map(|(_, q)| q),
-        );
+        let kept = if checkpoint {
+            scorer.score_resumed(
+                &y,
+                &mut cell,
+                state.and_then(|s| s.series.scorer.as_ref()),
+                range.map(|(_, q)| q),
+            );
+            None
+        } else {
+            cell_kept.get(sku as usize * len..(sku as usize + 1) * len)
+        };
+        // The cell's (baseline, z) at a bucket: from pass 1, or as just scored again.
+        let cell_at = |b: usize| match kept {
+            Some(k) => k[b],
+            None => (cell.baseline[b], cell.z[b]),
+        };
         for (w, ev) in windows.iter().zip(evidence.iter_mut()) {
             let (mut act, mut base, mut peak, mut seen) = (0.0, 0.0, 0.0f64, false);
             for b in w.start..=w.last {
@@ -644,12 +661,9 @@ pub fn detect_store_resumable(
                 }
                 seen = true;
                 act += y[b];
-                base += if cell.baseline[b].is_nan() {
-                    y[b]
-                } else {
-                    cell.baseline[b]
-                };
-                let sc = cell.score(b, cfg.z_alert);
+                let (baseline, z) = cell_at(b);
+                base += if baseline.is_nan() { y[b] } else { baseline };
+                let sc = score_of(z, cfg.z_alert);
                 if sc > peak {
                     peak = sc;
                 }
