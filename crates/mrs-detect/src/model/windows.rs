@@ -51,7 +51,8 @@ pub struct Window {
     pub anomalous: usize,
     /// Score of the first point.
     pub start_score: f64,
-    /// Index of the point at which the window held two anomalous points (when it did).
+    /// Index of the point at which the window held two anomalous points and its peak score
+    /// had reached the confirmation score (when it did).
     pub confirmed: Option<usize>,
     /// Index of the point whose arrival closed the window (`None` while open).
     pub closed_at: Option<usize>,
@@ -59,15 +60,17 @@ pub struct Window {
 
 /// Builds windows; `end_after` below 1 is read as 1.
 pub fn build_windows(points: impl IntoIterator<Item = Point>, end_after: usize) -> Vec<Window> {
-    build_windows_from(points, end_after, 0)
+    build_windows_from(points, end_after, 0, 0.0)
 }
 
 /// [`build_windows`] for a resumed detection: no window is open before `barrier` and no run
-/// reaches back past it (the points before it were decided by an earlier run).
+/// reaches back past it (the points before it were decided by an earlier run). A window is
+/// `confirmed` once it holds two anomalous points and its peak score reaches `confirm_score`.
 pub fn build_windows_from(
     points: impl IntoIterator<Item = Point>,
     end_after: usize,
     barrier: usize,
+    confirm_score: f64,
 ) -> Vec<Window> {
     let end_after = end_after.max(1);
     let mut out = Vec::new();
@@ -105,12 +108,12 @@ pub fn build_windows_from(
             if w.direction == direction {
                 w.last = i;
                 w.anomalous += 1;
-                if w.confirmed.is_none() {
-                    w.confirmed = Some(i);
-                }
                 if score > w.peak_score {
                     w.peak_score = score;
                     w.peak = i;
+                }
+                if w.confirmed.is_none() && w.peak_score >= confirm_score {
+                    w.confirmed = Some(i);
                 }
                 normals = 0;
                 first_after = None;
@@ -133,7 +136,7 @@ pub fn build_windows_from(
             peak: i,
             anomalous,
             start_score: score,
-            confirmed: (anomalous >= 2).then_some(i),
+            confirmed: (anomalous >= 2 && score >= confirm_score).then_some(i),
             closed_at: None,
         });
         normals = 0;
@@ -215,6 +218,29 @@ mod tests {
         let w = build_windows([up(0.7), N, run(0)], 3);
         assert_eq!(w.len(), 1);
         assert_eq!((w[0].start, w[0].last, w[0].anomalous), (0, 2, 2));
+    }
+
+    #[test]
+    fn confirmation_waits_for_the_peak_score() {
+        let pts = [
+            up(0.51),
+            up(0.52),
+            up(0.56),
+            N,
+            N,
+            N,
+            up(0.51),
+            up(0.52),
+            N,
+            N,
+            N,
+        ];
+        let w = build_windows_from(pts, 3, 0, 0.55);
+        assert_eq!(w.len(), 2);
+        assert_eq!((w[0].anomalous, w[0].confirmed), (3, Some(2)));
+        assert_eq!((w[1].anomalous, w[1].confirmed), (2, None));
+        // without a confirmation score, the second anomalous point confirms
+        assert_eq!(build_windows(pts, 3)[1].confirmed, Some(7));
     }
 
     #[test]
