@@ -26,11 +26,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{
-    Array, AsArray, RecordBatch, StringArray, TimestampMicrosecondArray,
-};
+use datafusion::arrow::array::{AsArray, RecordBatch, StringArray, TimestampMicrosecondArray};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
@@ -38,16 +36,13 @@ use datafusion::object_store::ObjectStoreExt;
 use datafusion::prelude::SessionContext;
 
 use crate::lake::Lake;
+use crate::query::{collect, micros, sql_string, sql_ts, strings, utc};
 use crate::runner::RunOptions;
 use crate::script::run_statement;
 
 /// The checkpoint table and the list of files it saw, each one file replaced by every run.
 const CHECKPOINT: &str = "state/detector/checkpoint.parquet";
 const CHECKPOINT_FILES: &str = "state/detector_files/files.parquet";
-
-fn utc() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
 
 fn checkpoint_schema() -> Arc<Schema> {
     Arc::new(Schema::new(vec![
@@ -70,45 +65,6 @@ fn files_schema() -> Arc<Schema> {
         DataType::Utf8,
         false,
     )]))
-}
-
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql).await?.collect().await
-}
-
-fn strings(batches: &[RecordBatch], col: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &DataType::Utf8)?;
-        let c = c.as_string::<i32>();
-        out.extend(
-            (0..c.len())
-                .filter(|&i| c.is_valid(i))
-                .map(|i| c.value(i).to_string()),
-        );
-    }
-    Ok(out)
-}
-
-fn micros(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i64>>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &utc())?;
-        let c = c.as_primitive::<datafusion::arrow::datatypes::TimestampMicrosecondType>();
-        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
-    }
-    Ok(out)
-}
-
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
-fn sql_ts(micros: i64) -> String {
-    format!(
-        "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
-        mrs_core::identity::rfc3339_utc_micros(micros)
-    )
 }
 
 /// Registers a one-column string table.

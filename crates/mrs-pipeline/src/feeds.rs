@@ -34,7 +34,7 @@ use datafusion::arrow::array::{
 };
 use datafusion::arrow::compute::{cast, concat_batches};
 use datafusion::arrow::datatypes::{
-    DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit, TimestampMicrosecondType,
+    DataType, Field, Int64Type, Schema, SchemaRef, TimestampMicrosecondType,
 };
 use datafusion::arrow::row::{RowConverter, SortField};
 use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
@@ -46,6 +46,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use crate::lake::Lake;
+use crate::query::{collect, micros, sql_string, sql_ts, strings, utc};
 use crate::script::run_statement;
 
 /// Feeds rewritten whole by every run, with the query that gives their rows in file order.
@@ -82,10 +83,6 @@ const CELLS_SQL: &str = "SELECT CAST(store_id AS VARCHAR) AS store_id, CAST(sku 
      CAST(cause AS VARCHAR) AS cause \
      FROM mmm_protection WHERE action = 'replace_by_baseline' \
      ORDER BY store_id, sku, cell_start, event_id";
-
-fn utc() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
 
 fn cells_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
@@ -203,17 +200,6 @@ fn day_of_name(name: &str) -> Option<i64> {
     })
 }
 
-fn sql_ts(micros: i64) -> String {
-    format!(
-        "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
-        mrs_core::identity::rfc3339_utc_micros(micros)
-    )
-}
-
-fn sql_string(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
-}
-
 /// Half-open day intervals `[from, to)`, merged and sorted; `to == i64::MAX`: no end.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Days(Vec<(i64, i64)>);
@@ -261,34 +247,6 @@ impl Days {
             format!("({})", parts.join(" OR "))
         }
     }
-}
-
-async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
-    ctx.sql(sql).await?.collect().await
-}
-
-fn strings(batches: &[RecordBatch], col: usize) -> Result<Vec<String>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &DataType::Utf8)?;
-        let c = c.as_string::<i32>();
-        out.extend(
-            (0..c.len())
-                .filter(|&i| c.is_valid(i))
-                .map(|i| c.value(i).to_string()),
-        );
-    }
-    Ok(out)
-}
-
-fn micros(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i64>>> {
-    let mut out = Vec::new();
-    for b in batches {
-        let c = cast(b.column(col), &utc())?;
-        let c = c.as_primitive::<TimestampMicrosecondType>();
-        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
-    }
-    Ok(out)
 }
 
 /// Reads one of the record's tables, `None` when absent.

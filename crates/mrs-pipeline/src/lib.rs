@@ -18,6 +18,7 @@ pub mod feeds;
 pub mod lake;
 pub mod lease;
 pub mod migrations;
+mod query;
 pub mod row_key;
 pub mod runner;
 pub mod sales_files;

@@ -117,14 +117,7 @@ pub fn median_of_sorted(values: &[f64]) -> f64 {
 /// Median of up to a few values without touching the heap (used for the K seasonal values).
 pub fn small_median(values: &mut [f64]) -> f64 {
     values.sort_unstable_by(f64::total_cmp);
-    let n = values.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        midpoint(values[n / 2 - 1], values[n / 2])
-    }
+    median_of_sorted(values)
 }
 
 /// `1.4826 * MAD` (median absolute deviation about the median): a robust standard deviation,

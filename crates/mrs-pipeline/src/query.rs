@@ -1,0 +1,56 @@
+//! Small helpers the pipeline's own bookkeeping queries share (checkpoints, feeds): running a
+//! query, reading a column of its result, and writing literals into generated SQL.
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::error::Result;
+use datafusion::prelude::SessionContext;
+
+/// The lake's timestamp type: microseconds, UTC.
+pub(crate) fn utc() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+pub(crate) async fn collect(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatch>> {
+    ctx.sql(sql).await?.collect().await
+}
+
+/// The non-NULL values of column `col`, as strings.
+pub(crate) fn strings(batches: &[RecordBatch], col: usize) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = cast(b.column(col), &DataType::Utf8)?;
+        let c = c.as_string::<i32>();
+        out.extend(
+            (0..c.len())
+                .filter(|&i| c.is_valid(i))
+                .map(|i| c.value(i).to_string()),
+        );
+    }
+    Ok(out)
+}
+
+/// Column `col` as UTC microseconds, NULLs kept.
+pub(crate) fn micros(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i64>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = cast(b.column(col), &utc())?;
+        let c = c.as_primitive::<TimestampMicrosecondType>();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    Ok(out)
+}
+
+/// A SQL string literal.
+pub(crate) fn sql_string(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// A SQL timestamp literal (UTC, microseconds).
+pub(crate) fn sql_ts(micros: i64) -> String {
+    format!(
+        "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
+        mrs_core::identity::rfc3339_utc_micros(micros)
+    )
+}
