@@ -31,14 +31,12 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::datasource::MemTable;
-use datafusion::error::{DataFusionError, Result};
-use datafusion::object_store::ObjectStoreExt;
+use datafusion::error::Result;
 use datafusion::prelude::SessionContext;
 
 use crate::lake::Lake;
-use crate::query::{collect, micros, sql_string, sql_ts, strings, utc};
+use crate::query::{collect, copy_renamed, micros, sql_string, sql_ts, strings, utc};
 use crate::runner::RunOptions;
-use crate::script::run_statement;
 
 /// The checkpoint table and the list of files it saw, each one file replaced by every run.
 const CHECKPOINT: &str = "state/detector/checkpoint.parquet";
@@ -355,7 +353,6 @@ pub async fn prepare(
 /// run killed between the two leaves an older list, which can only make the next run treat
 /// more rows as late and recompute more.
 pub async fn write(ctx: &SessionContext, lake: &Lake) -> Result<()> {
-    let store = lake.store();
     let rows = sql_string(&log_rows(ctx).await?);
     let checkpoint_query = format!(
         "SELECT o.store_id, v.version AS detector, i.inputs, {rows} AS log_rows, \
@@ -370,18 +367,7 @@ pub async fn write(ctx: &SessionContext, lake: &Lake) -> Result<()> {
         ("files", CHECKPOINT_FILES, files_query),
     ] {
         let staged = format!("state/_staging/detector_{name}.parquet");
-        run_statement(
-            ctx,
-            &format!(
-                "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
-                lake.url()
-            ),
-        )
-        .await?;
-        store
-            .rename(&lake.path(&staged), &lake.path(path))
-            .await
-            .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))?;
+        copy_renamed(ctx, lake, query, &staged, &lake.path(path)).await?;
     }
     Ok(())
 }

@@ -46,8 +46,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use futures::StreamExt;
 
 use crate::lake::Lake;
-use crate::query::{collect, micros, sql_string, sql_ts, strings, utc};
-use crate::script::run_statement;
+use crate::query::{collect, copy_renamed, micros, sql_string, sql_ts, strings, utc};
 
 /// Feeds rewritten whole by every run, with the query that gives their rows in file order.
 pub const WHOLE_FEEDS: &[(&str, &str)] = &[
@@ -159,18 +158,7 @@ async fn write_whole(ctx: &SessionContext, lake: &Lake, feed: &str, query: &str)
     let store = lake.store();
     let staged = format!("protection/_staging/{feed}.parquet");
     let target = lake.path(&format!("protection/{feed}/{feed}.parquet"));
-    run_statement(
-        ctx,
-        &format!(
-            "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
-            lake.url()
-        ),
-    )
-    .await?;
-    store
-        .rename(&lake.path(&staged), &target)
-        .await
-        .map_err(object_error)?;
+    copy_renamed(ctx, lake, query, &staged, &target).await?;
     for other in lake.list_parquet(&format!("protection/{feed}")).await? {
         if other != target {
             store.delete(&other).await.map_err(object_error)?;

@@ -1,11 +1,17 @@
 //! Small helpers the pipeline's own bookkeeping queries share (checkpoints, feeds): running a
-//! query, reading a column of its result, and writing literals into generated SQL.
+//! query, reading a column of its result, writing literals into generated SQL, and writing a
+//! query's rows to a file atomically.
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
+use datafusion::object_store::ObjectStoreExt;
+use datafusion::object_store::path::Path as ObjectPath;
 use datafusion::prelude::SessionContext;
+
+use crate::lake::Lake;
+use crate::script::run_statement;
 
 /// The lake's timestamp type: microseconds, UTC.
 pub(crate) fn utc() -> DataType {
@@ -53,4 +59,28 @@ pub(crate) fn sql_ts(micros: i64) -> String {
         "CAST('{}' AS TIMESTAMP(6) WITH TIME ZONE)",
         mrs_core::identity::rfc3339_utc_micros(micros)
     )
+}
+
+/// Writes a query's rows to `staged` (lake-relative) with `COPY`, then renames the file over
+/// `target`: an atomic replace on a local file system, a server-side copy on S3, so a run
+/// killed on the way leaves the previous file in place.
+pub(crate) async fn copy_renamed(
+    ctx: &SessionContext,
+    lake: &Lake,
+    query: &str,
+    staged: &str,
+    target: &ObjectPath,
+) -> Result<()> {
+    run_statement(
+        ctx,
+        &format!(
+            "COPY ({query}) TO '{}/{staged}' STORED AS PARQUET",
+            lake.url()
+        ),
+    )
+    .await?;
+    lake.store()
+        .rename(&lake.path(staged), target)
+        .await
+        .map_err(|e| DataFusionError::ObjectStore(Box::new(e)))
 }
