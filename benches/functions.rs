@@ -66,6 +66,7 @@ fn sales(stores: usize, skus: usize, weeks: usize) -> RecordBatch {
 fn context(batch: RecordBatch) -> SessionContext {
     let mut ctx = SessionContext::new();
     mrs_pipeline::register_all_functions(&mut ctx).expect("register");
+    mrs_detect::register_table_functions(&ctx);
     let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).expect("table");
     ctx.register_table("sales", Arc::new(table))
         .expect("register table");

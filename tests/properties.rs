@@ -1130,6 +1130,11 @@ fn detect_store_is_total_bounded_and_order_independent() {
                 ] {
                     prop_assert!((0.0..=1.0).contains(&share), "share {share}");
                 }
+                prop_assert!(
+                    (0.0..=300.0).contains(&r.dq_multiple_evidence),
+                    "multiple evidence {}",
+                    r.dq_multiple_evidence
+                );
             }
             // Shuffled within each SKU: the same reports.
             let mut shuffled = rows.clone();

@@ -36,11 +36,9 @@ fn context() -> datafusion::error::Result<SessionContext> {
         .with_target_partitions(2)
         .with_information_schema(true);
     let mut ctx = SessionContext::new_with_config(config);
-    mrs_core::register_all(&mut ctx)?;
-    mrs_detect::register_all(&mut ctx)?;
+    // Every crate's functions and the pipeline's own (`mrs_row_key`), as `mrs sql` has them.
+    mrs_pipeline::register_all_functions(&mut ctx)?;
     mrs_detect::register_table_functions(&ctx);
-    mrs_cluster::register_all(&mut ctx)?;
-    mrs_attribute::register_all(&mut ctx)?;
     Ok(ctx)
 }
 

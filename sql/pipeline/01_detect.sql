@@ -70,6 +70,7 @@ SELECT
     w.r['profile'] AS profile,
     w.r['dq_ratio'] AS dq_ratio,
     w.r['dq_integer_multiple_share'] AS dq_integer_multiple_share,
+    w.r['dq_multiple_evidence'] AS dq_multiple_evidence,
     w.r['dq_zero_share'] AS dq_zero_share,
     w.r['dq_catchup'] AS dq_catchup,
     w.r['dq_stuck_share'] AS dq_stuck_share,
@@ -103,8 +104,8 @@ SELECT l.report_id, l.store_id, l.retailer_id, l.region, l.status, l.window_star
        l.last_anomalous_ts, l.alerted_at, l.peak_ts, l.direction, l.severity,
        l.anomalous_buckets, l.actual_units, l.baseline_units, l.excess_units, l.noise_units,
        l.magnitude, l.affected_skus, l.total_skus, l.sku_evidence, l.profile, l.dq_ratio,
-       l.dq_integer_multiple_share, l.dq_zero_share, l.dq_catchup, l.dq_stuck_share,
-       l.dq_negative_count, l.top_skus, l.content_hash
+       l.dq_integer_multiple_share, l.dq_multiple_evidence, l.dq_zero_share, l.dq_catchup,
+       l.dq_stuck_share, l.dq_negative_count, l.top_skus, l.content_hash
 FROM latest_detected l
 JOIN (SELECT store_id, out['recomputed_from'] AS recomputed_from FROM stage_detect_out) o
   ON o.store_id = l.store_id
@@ -120,7 +121,7 @@ SELECT d.report_id, d.store_id, d.retailer_id, d.region, d.status, d.window_star
        d.affected_skus, d.total_skus, d.top_skus, d.sku_evidence, d.profile,
        d.dq_ratio, d.dq_integer_multiple_share, d.dq_zero_share, d.dq_catchup, d.dq_stuck_share,
        d.dq_negative_count, v.version AS detector_version, d.content_hash,
-       rc.run_id, rc.written_at, d.alerted_at
+       rc.run_id, rc.written_at, d.alerted_at, d.dq_multiple_evidence
 FROM stage_detected d
 CROSS JOIN run_context rc
 CROSS JOIN stage_detector v
@@ -138,7 +139,7 @@ SELECT l.report_id, l.store_id, l.retailer_id, l.region, 'retracted' AS status, 
        l.dq_ratio, l.dq_integer_multiple_share, l.dq_zero_share, l.dq_catchup, l.dq_stuck_share,
        l.dq_negative_count, l.detector_version,
        mrs_content_hash('retracted', l.content_hash) AS content_hash,
-       rc.run_id, rc.written_at, l.alerted_at
+       rc.run_id, rc.written_at, l.alerted_at, l.dq_multiple_evidence
 FROM latest_detected l
 CROSS JOIN run_context rc
 LEFT JOIN (SELECT store_id, out['recomputed_from'] AS recomputed_from FROM stage_detect_out) o

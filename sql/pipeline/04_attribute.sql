@@ -132,6 +132,7 @@ SELECT i.report_id, mrs_attribute(named_struct(
     'profile', i.profile,
     'dq_ratio', i.dq_ratio,
     'dq_integer_multiple_share', i.dq_integer_multiple_share,
+    'dq_multiple_evidence', i.dq_multiple_evidence,
     'dq_zero_share', i.dq_zero_share,
     'dq_catchup', i.dq_catchup,
     'dq_stuck_share', i.dq_stuck_share,

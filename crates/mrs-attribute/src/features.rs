@@ -60,6 +60,7 @@ pub struct Features {
     pub brand_same_retailer_share: Option<f64>,
     pub spend_ratio_max: Option<f64>,
     pub social_ratio_max: Option<f64>,
+    pub dq_multiple_evidence: Option<f64>,
     pub store_id: Option<String>,
     pub retailer_id: Option<String>,
     pub region: Option<String>,
@@ -75,7 +76,7 @@ pub(crate) const TEXT_FIELDS: [&str; 7] = [
     "region",
 ];
 
-pub(crate) const NUMBER_FIELDS: [&str; 33] = [
+pub(crate) const NUMBER_FIELDS: [&str; 34] = [
     "severity",
     "duration_buckets",
     "magnitude",
@@ -109,6 +110,7 @@ pub(crate) const NUMBER_FIELDS: [&str; 33] = [
     "brand_same_retailer_share",
     "spend_ratio_max",
     "social_ratio_max",
+    "dq_multiple_evidence",
 ];
 
 fn is_text(dt: &DataType) -> bool {
@@ -332,6 +334,7 @@ pub(crate) fn read_features(arg: &ArrayRef) -> Result<Vec<Features>> {
             brand_same_retailer_share: x(30),
             spend_ratio_max: x(31),
             social_ratio_max: x(32),
+            dq_multiple_evidence: x(33),
 
             profile: std::mem::take(&mut prof[r]),
         });

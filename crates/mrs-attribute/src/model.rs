@@ -18,6 +18,7 @@
 //! | signal | value | phi | favours (hand-set weight) |
 //! |---|---|---|---|
 //! | `dq_integer_multiple` | `dq_integer_multiple_share` | value | Data Error 3.0 |
+//! | `dq_multiple_evidence` | `dq_multiple_evidence`: `-log10` of the chance of the window's exact multiples of 2, 3, 10, 100 or 1000 | `(value - 2) / 8` | Data Error 3.0 |
 //! | `dq_zero_catchup` | `dq_catchup` when `dq_zero_share > 0`, else 0 | value | Data Error 3.0 |
 //! | `zero_without_catchup` | `dq_zero_share * (1 - dq_catchup)` | value | Operational 2.0 |
 //! | `dq_stuck` | `dq_stuck_share` | value | Data Error 2.5 |
@@ -113,6 +114,7 @@ const OP: Cause = Cause::OperationalStoreIssue;
 /// Default weights (module header table).
 const DEFAULT_WEIGHTS: &[(&str, Cause, f64)] = &[
     ("dq_integer_multiple", DE, 3.0),
+    ("dq_multiple_evidence", DE, 3.0),
     ("dq_zero_catchup", DE, 3.0),
     ("dq_stuck", DE, 2.5),
     ("dq_negative", DE, 3.0),
@@ -328,6 +330,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "deep_drop" => -v,
         "isolated" | "isolated_spike" => 1.0 - v / 3.0,
         "dq_ratio_large" => (v - 3.0) / 7.0,
+        "dq_multiple_evidence" => (v - 2.0) / 8.0,
         "many_affected_skus" => (v - 3.0) / 10.0,
         _ => v,
     };
@@ -351,6 +354,9 @@ pub fn signals(f: &Features) -> Vec<Signal> {
     let drop = sign.is_some_and(|s| s < 0.0);
     if let Some(v) = f.dq_integer_multiple_share {
         push("dq_integer_multiple", v);
+    }
+    if let Some(v) = f.dq_multiple_evidence {
+        push("dq_multiple_evidence", v);
     }
     if let (Some(z), Some(c)) = (f.dq_zero_share, f.dq_catchup) {
         push("dq_zero_catchup", if z > 0.0 { c } else { 0.0 });
@@ -665,6 +671,7 @@ mod tests {
     pub(crate) fn data_error() -> Features {
         Features {
             dq_integer_multiple_share: Some(0.9),
+            dq_multiple_evidence: Some(12.0),
             dq_ratio: Some(2.0),
             dq_stuck_share: Some(0.0),
             dq_zero_share: Some(0.0),
@@ -798,7 +805,9 @@ mod tests {
 
     #[test]
     fn impact_vector_rules() {
-        let m = AttributionModel::default();
+        // The rules, not the fit: the hand-set weights rank these sparse fixtures as named
+        // (the fitted model leans on neighbourhood signals the fixtures leave out).
+        let m = AttributionModel::hand_set();
         assert_eq!(
             m.attribute(&marketing()).impact_vector,
             ImpactVector::SpendLeakage

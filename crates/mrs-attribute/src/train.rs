@@ -71,6 +71,7 @@ pub const SIGNALS: &[&str] = &[
     "zero_feed_wide",
     "isolated_spike",
     "dq_ratio_large",
+    "dq_multiple_evidence",
 ];
 
 /// One labelled report.

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Script] = &[
     script!("migrations", "V002__create_event_logs.sql"),
     script!("migrations", "V003__default_automation_rules.sql"),
     script!("migrations", "V004__report_alerted_at.sql"),
+    script!("migrations", "V005__report_multiple_evidence.sql"),
 ];
 
 /// Views over inputs and logs: the hydrated objects, recreated in every session.

@@ -58,6 +58,18 @@ pub const MAX_PROFILE: usize = 336;
 pub const DEFAULT_END_AFTER: usize = 3;
 /// Multiples that mark a data error (duplicated feeds, unit slips).
 const MULTIPLES: [f64; 5] = [2.0, 3.0, 10.0, 100.0, 1000.0];
+/// Factors whose exact multiples are counted for `dq_multiple_evidence`, and whether only the
+/// alerting (spike) cells are counted: a duplicated feed (2, 3) doubles every value of the
+/// window, a unit slip (10, 100, 1000) only those of a few SKUs, which alert. Counting every
+/// positive value keeps the chance of a multiple of 2 or 3 at most `1/k` for Poisson-like
+/// counts; a unit slip among a store's many ordinary values needs the alerting cells alone.
+const DIVISORS: [(f64, bool); 5] = [
+    (2.0, false),
+    (3.0, false),
+    (10.0, true),
+    (100.0, true),
+    (1000.0, true),
+];
 
 /// Detector settings.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +124,9 @@ pub struct Report {
     pub profile: Vec<(i64, f64, f64)>,
     pub dq_ratio: Option<f64>,
     pub dq_integer_multiple_share: f64,
+    /// How unlikely by chance the exact multiples among the window's cell values are
+    /// ([`multiple_evidence`]).
+    pub dq_multiple_evidence: f64,
     pub dq_zero_share: f64,
     pub dq_catchup: f64,
     pub dq_stuck_share: f64,
@@ -588,7 +603,31 @@ pub fn detect_store_resumable(
                     0.0
                 }
             } else {
-                0.0
+                // A drop's zeros followed by a spike repaying them: the window's zero buckets
+                // (and zeros after it) against the excess of the first non-zero bucket after
+                // them. Only buckets up to the one that closed the window are read, so the
+                // report's last snapshot (written when it closes) holds it in every run.
+                let mut missed: f64 = (s..=l)
+                    .filter(|&b| present[b] && total[b] == 0.0)
+                    .map(|b| store_baseline(b).max(0.0))
+                    .sum();
+                let horizon = w.closed_at.unwrap_or(len - 1).min(len - 1);
+                let mut repaid = None;
+                for b in l + 1..=horizon {
+                    if !present[b] {
+                        continue;
+                    }
+                    if total[b] == 0.0 {
+                        missed += store_baseline(b).max(0.0);
+                        continue;
+                    }
+                    repaid = Some(total[b] - store_baseline(b));
+                    break;
+                }
+                match repaid {
+                    Some(r) if missed > 0.0 => (1.0 - (r - missed).abs() / missed).clamp(0.0, 1.0),
+                    _ => 0.0,
+                }
             };
             Report {
                 first_detected_from: ts_of(s),
@@ -618,6 +657,7 @@ pub fn detect_store_resumable(
                     Some(median_in_place(&mut ratios))
                 },
                 dq_integer_multiple_share: share(|c| c.multiple),
+                dq_multiple_evidence: 0.0,
                 dq_zero_share: if present_n == 0 {
                     0.0
                 } else {
@@ -632,6 +672,8 @@ pub fn detect_store_resumable(
 
     // Pass 2: SKU evidence per window, and the checkpoint's cell states.
     let mut evidence: Vec<Vec<SkuEvidence>> = vec![Vec::new(); windows.len()];
+    // Per window and divisor: cell values of at least the divisor, and those it divides.
+    let mut divisible = vec![[(0u32, 0u32); DIVISORS.len()]; windows.len()];
     let hz = horizon(step);
     // The new checkpoint's range `[from, q)`; none when the old one cannot move forward (too
     // few new buckets: its state at an earlier bucket is not known).
@@ -661,15 +703,30 @@ pub fn detect_store_resumable(
             Some(k) => k[b],
             None => (cell.baseline[b], cell.z[b]),
         };
-        for (w, ev) in windows.iter().zip(evidence.iter_mut()) {
+        for ((w, ev), counts) in windows
+            .iter()
+            .zip(evidence.iter_mut())
+            .zip(divisible.iter_mut())
+        {
             let (mut act, mut base, mut peak, mut seen) = (0.0, 0.0, 0.0f64, false);
             for b in w.start..=w.last {
                 if y[b].is_nan() {
                     continue;
                 }
                 seen = true;
-                act += y[b];
                 let (baseline, z) = cell_at(b);
+                if y[b] > 0.0 {
+                    let alerting = z >= cfg.z_alert;
+                    for (&(k, alerting_only), c) in DIVISORS.iter().zip(counts.iter_mut()) {
+                        if alerting || !alerting_only {
+                            c.0 += 1;
+                            if (y[b] / k).fract() == 0.0 {
+                                c.1 += 1;
+                            }
+                        }
+                    }
+                }
+                act += y[b];
                 base += if baseline.is_nan() { y[b] } else { baseline };
                 let sc = score_of(z, cfg.z_alert);
                 if sc > peak {
@@ -723,6 +780,9 @@ pub fn detect_store_resumable(
             },
         });
     });
+    for (r, counts) in reports.iter_mut().zip(&divisible) {
+        r.dq_multiple_evidence = multiple_evidence(counts);
+    }
     for (r, mut ev) in reports.iter_mut().zip(evidence) {
         ev.sort_by(|a, b| {
             b.excess
@@ -770,6 +830,39 @@ pub fn detect_store_resumable(
         _ => None,
     };
     Ok((reports, new_checkpoint))
+}
+
+/// `-log10` of the chance that so many of a window's cell values are exact multiples, for the
+/// divisor where that chance is smallest: with `n` positive values counted for `k`
+/// ([`DIVISORS`]) and `d` of them divisible by `k`, the binomial tail `P(Bin(n, 1/k) >= d)`.
+/// Ordinary counts are multiples of `k` about one time in `k` or less (small counts rarely
+/// reach `k`), so the null is conservative. 0 when nothing is divisible; capped at 300.
+fn multiple_evidence(counts: &[(u32, u32); DIVISORS.len()]) -> f64 {
+    DIVISORS
+        .iter()
+        .zip(counts)
+        .map(|(&(k, _), &(n, d))| -binomial_upper_tail_ln(n, d, 1.0 / k) / std::f64::consts::LN_10)
+        .fold(0.0, f64::max)
+        .min(300.0)
+}
+
+/// `ln P(Bin(n, p) >= d)` by summing the terms in log space (`O(n - d)`).
+fn binomial_upper_tail_ln(n: u32, d: u32, p: f64) -> f64 {
+    if d == 0 {
+        return 0.0;
+    }
+    if d > n {
+        return f64::NEG_INFINITY;
+    }
+    let ln_choose = |i: u32| {
+        mrs_core::special::ln_gamma(f64::from(n) + 1.0)
+            - mrs_core::special::ln_gamma(f64::from(i) + 1.0)
+            - mrs_core::special::ln_gamma(f64::from(n - i) + 1.0)
+    };
+    let term = |i: u32| ln_choose(i) + f64::from(i) * p.ln() + f64::from(n - i) * (-p).ln_1p();
+    let first = term(d);
+    let rest: f64 = (d + 1..=n).map(|i| (term(i) - first).exp()).sum();
+    first + rest.ln_1p()
 }
 
 /// Calls `f(sku, rows_of_that_sku)` for each run of equal sku ids.
@@ -892,6 +985,10 @@ mod tests {
         assert_eq!(drop.first_detected_from, outage.start);
         assert_eq!(drop.window_end, Some(outage.end));
         assert_eq!(drop.dq_zero_share, 1.0);
+        assert!(
+            drop.dq_catchup < 0.3,
+            "no catch-up after an outage: {drop:#?}"
+        );
         assert_eq!(drop.actual_units, 0.0);
         assert!(drop.baseline_units > 0.0 && drop.noise_units > 0.0);
         assert!(drop.severity >= 0.5);
@@ -910,6 +1007,62 @@ mod tests {
         assert_eq!(early[0].first_detected_from, drop.first_detected_from);
         assert_eq!(early[1].first_detected_from, spike_ts);
         assert_eq!(early[1].window_end, None);
+    }
+
+    #[test]
+    fn binomial_tail_and_multiple_evidence() {
+        // P(Bin(3, 1/2) >= 2) = 1/2; P(Bin(10, 1/10) >= 10) = 1e-10
+        assert!((binomial_upper_tail_ln(3, 2, 0.5).exp() - 0.5).abs() < 1e-12);
+        assert!(
+            (binomial_upper_tail_ln(10, 10, 0.1) / std::f64::consts::LN_10 + 10.0).abs() < 1e-9
+        );
+        assert_eq!(binomial_upper_tail_ln(5, 0, 0.3), 0.0);
+        assert_eq!(binomial_upper_tail_ln(5, 6, 0.3), f64::NEG_INFINITY);
+        // every value even out of 40: 40 log10(2); one multiple of 10 out of 3 is chance
+        let mut c = [(0, 0); DIVISORS.len()];
+        c[0] = (40, 40);
+        assert!((multiple_evidence(&c) - 40.0 * 2f64.log10()).abs() < 1e-9);
+        let mut c = [(0, 0); DIVISORS.len()];
+        c[2] = (3, 1);
+        assert!(multiple_evidence(&c) < 1.0);
+        assert_eq!(multiple_evidence(&[(0, 0); DIVISORS.len()]), 0.0);
+    }
+
+    #[test]
+    fn feed_errors_carry_their_signatures() {
+        let mut rows = store_rows(4, 8, 1);
+        let n = names(8);
+        let refs: Vec<&str> = n.iter().map(String::as_str).collect();
+        let day = 24 * 7 * 3 + 24 * 2;
+        // 11:00-15:00 the feed sends zeros; at 15:00 each SKU's missed units arrive at once
+        let zeros = (day + 11) as i64 * HOUR..(day + 15) as i64 * HOUR;
+        let repay = zeros.end;
+        let mut missed = [0.0; 8];
+        for r in rows.iter_mut().filter(|r| zeros.contains(&r.1)) {
+            missed[r.0 as usize] += r.2;
+            r.2 = 0.0;
+        }
+        for (s, m) in missed.iter().enumerate() {
+            rows.push((s as u32, repay, *m));
+        }
+        // the next day 11:00-16:00 SKU003's units arrive x100 (a unit slip)
+        let slip = (day + 24 + 11) as i64 * HOUR..(day + 24 + 16) as i64 * HOUR;
+        for r in rows.iter_mut().filter(|r| r.0 == 3 && slip.contains(&r.1)) {
+            r.2 *= 100.0;
+        }
+        rows.sort_by_key(|r| (r.0, r.1));
+        let reports = detect_store(&rows, &refs, &DetectConfig::default()).expect("grid");
+        let drop = reports
+            .iter()
+            .find(|r| r.direction == "drop" && r.first_detected_from == zeros.start)
+            .expect("the zeros are a report");
+        assert!(drop.dq_catchup > 0.6, "{drop:#?}");
+        let slipped = reports
+            .iter()
+            .find(|r| r.first_detected_from == slip.start)
+            .expect("the slip is a report");
+        assert!(slipped.dq_multiple_evidence > 6.0, "{slipped:#?}");
+        assert!(drop.dq_multiple_evidence < 2.0, "{drop:#?}");
     }
 
     /// Rows of a store with an outage, a x3 slip, a lasting level shift of one SKU, a SKU first
