@@ -672,7 +672,8 @@ pub fn detect_store_resumable(
 
     // Pass 2: SKU evidence per window, and the checkpoint's cell states.
     let mut evidence: Vec<Vec<SkuEvidence>> = vec![Vec::new(); windows.len()];
-    // Per window and divisor: cell values of at least the divisor, and those it divides.
+    // Per window and divisor: the positive cell values counted for it (`DIVISORS`), and those
+    // it divides.
     let mut divisible = vec![[(0u32, 0u32); DIVISORS.len()]; windows.len()];
     let hz = horizon(step);
     // The new checkpoint's range `[from, q)`; none when the old one cannot move forward (too
@@ -865,7 +866,6 @@ fn binomial_upper_tail_ln(n: u32, d: u32, p: f64) -> f64 {
     first + rest.ln_1p()
 }
 
-/// Calls `f(sku, rows_of_that_sku)` for each run of equal sku ids.
 /// Trailing window and refit cadence (buckets) of the sustained-run inflation fit (the
 /// scorer's scale window and daily cadence), and the full season runs are scored under.
 fn run_plan(step: i64) -> (usize, usize, usize) {
