@@ -207,9 +207,20 @@ fn automation_rules_are_data() {
              OR array_has(r.review_causes, e.cause))").await;
         assert_eq!(violations, 0);
 
-        // A new rule, written as data, auto-confirms what is waiting on the next run.
+        // Rules are data. On a second copy of the lake two rows retire the default rules before
+        // its first run, so every event waits for review (whatever confidence the model gives)...
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = synth(dir.path(), 5).await;
+        let ctx = mrs_pipeline::open_session(&lake, None).await.expect("session");
+        ctx.sql("INSERT INTO automation_rules_log VALUES \
+                 ('weekend-70', 'test: retired', 'weekend', 0.70, 10, 5000.0, make_array('Data Error'), false, now()), \
+                 ('weekday-85', 'test: retired', 'weekday', 0.85, 10, 5000.0, make_array('Data Error'), false, now())")
+            .await.expect("plan").collect().await.expect("retire the default rules");
+        let first = run(&lake, None).await;
+        assert_eq!(first.auto_confirmed, 0, "{first}");
         let waiting = waiting_events(&lake).await;
         assert!(!waiting.is_empty());
+        // ... and one more row, a new rule, auto-confirms them on the next run.
         let ctx = mrs_pipeline::open_session(&lake, None).await.expect("session");
         ctx.sql("INSERT INTO automation_rules_log VALUES ('always-any', 'test: confirm everything small', 'always', \
                  -1.0, 1000, 1e12, make_array('none'), true, now())")
