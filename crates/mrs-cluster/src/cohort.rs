@@ -27,7 +27,9 @@
 //!   the anomalous buckets) and the cause's scope holds (DESIGN §5): `Data Error` and
 //!   `Marketing Misattribution` the same retailer (one feed, one campaign); `Operational/Store
 //!   Issue` never (one store); `Social/Viral Event`, `Competitor Stockout` and NULL mutual lead.
-//! - Different causes: only fragments of one store, windows within 3 hours and mutual lead.
+//! - Different causes: only fragments of one store, windows within 3 hours and the same leading
+//!   SKU (mutual lead let a viral SKU's window chain to the stockout of its category that
+//!   followed it at the store).
 //!
 //! `cluster_id` is kept as an input (and for callers) but is no link on its own: density
 //! clusters join concurrent unrelated events.
@@ -140,8 +142,11 @@ pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
     let window = |r: &CohortInput| (r.window_start, r.window_last);
     match (a.cause.as_deref(), b.cause.as_deref()) {
         (Some(x), Some(y)) if !x.eq_ignore_ascii_case(y) => {
-            // Different causes: only fragments of one store, with SKU agreement.
-            same_store && overlaps(window(a), window(b), TIME_PAD_MICROS) && mutual_lead(a, b)
+            // Different causes: only fragments of one store, led by the same SKU (two events
+            // that follow each other at a store share SKUs but not, as a rule, their lead).
+            same_store
+                && overlaps(window(a), window(b), TIME_PAD_MICROS)
+                && eq_opt(a.lead_sku.as_ref(), b.lead_sku.as_ref())
         }
         (x, y) => {
             let cause = x.or(y).unwrap_or("");
@@ -429,7 +434,7 @@ fn inputs_from_columns(cols: &[ArrayRef]) -> Result<Vec<CohortInput>> {
 
 #[user_doc(
     doc_section(label = "MRS Clustering Functions"),
-    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral and Competitor Stockout: mutual lead, each report's leading SKU among the other's top SKUs), reports of one store when close in time (with mutual lead unless the cause is store-wide), and reports of different causes only as fragments of one store. Reports at other stores must overlap in time without widening, so that events cannot chain through a store that two concurrent events share. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
+    description = "Groups all Minority Reports of the aggregate into Minority Events: concurrent reports linked within the scope of their common cause (Data Error: same store or retailer feed; Operational: same store; Marketing: same retailer; Social/Viral and Competitor Stockout: mutual lead, each report's leading SKU among the other's top SKUs), reports of one store when close in time (with mutual lead unless the cause is store-wide), and reports of different causes only as fragments of one store led by the same SKU. Reports at other stores must overlap in time without widening, so that events cannot chain through a store that two concurrent events share. Event ids are mrs_event_id of the founding (earliest) report and survive merges and splits through previous_group_id. Returns one struct per distinct report id, ordered by report id: report_id, report_group_id, group_size, group_confidence, founding_report_id, merged_from.",
     syntax_example = "mrs_cohort(report_id, cluster_id, window_start, window_last, cause, confidence, store_id, retailer_id, top_skus, previous_group_id)",
     sql_example = r#"```sql
 > SELECT unnest(mrs_cohort(report_id, cluster_id, window_start, window_last, cause,
@@ -640,6 +645,12 @@ mod tests {
         b.window_start = Some(30 * H);
         b.window_last = Some(31 * H);
         assert!(!linked(&a, &b));
+        // A viral SKU inside a stockout category, then the stockout at the same store: they
+        // share SKUs but not their lead, and stay two events.
+        let viral = input("v", 10, "Social/Viral Event", "C1", &["X", "Y", "Z"]);
+        let mut stockout = input("s", 12, "Competitor Stockout", "C1", &["Y", "X", "Z"]);
+        stockout.store_id = viral.store_id.clone();
+        assert!(!linked(&viral, &stockout));
     }
 
     #[test]
