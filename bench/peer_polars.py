@@ -19,6 +19,8 @@ import time
 
 import polars as pl
 
+from peer_constants import ACK_A, ACK_B, ACK_C, ACK_D, LANCZOS
+
 # The model's constants (scorer.rs, counts.rs, store.rs), hourly plan: weekly season 168, daily 24,
 # scale window one week, dispersion window four weeks, refits once a day.
 K = 4
@@ -73,16 +75,6 @@ def inv_nbt(a, k):
 # --- ln Gamma (mrs-core special.rs, the same Lanczos sum term by term), the normal quantile
 # (counts.rs tail_z: Acklam) and the pmfs of the count tails (counts.rs) -------------------------
 
-LANCZOS = [0.9999999999998099, 676.5203681218851, -1259.1392167224028, 771.3234287776531,
-           -176.6150291621406, 12.507343278686905, -0.13857109526572012,
-           9.984369578019572e-06, 1.5056327351493116e-07]
-ACK_A = [-3.969683028665376e1, 2.209460984245205e2, -2.759285104469687e2, 1.38357751867269e2,
-         -3.066479806614716e1, 2.506628277459239]
-ACK_B = [-5.447609879822406e1, 1.615858368580409e2, -1.556989798598866e2, 6.680131188771972e1,
-         -1.328068155288572e1]
-ACK_C = [-7.784894002430293e-3, -3.223964580411365e-1, -2.400758277161838, -2.549732539343734,
-         4.374664141464968, 2.938163982698783]
-ACK_D = [7.784695709041462e-3, 3.224671290700398e-1, 2.445134137142996, 3.754408661907416]
 LN_2PI_HALF = 0.5 * math.log(2.0 * math.pi)
 
 
