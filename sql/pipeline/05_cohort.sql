@@ -1,8 +1,9 @@
 -- Stage 5, cohort: the reports of one underlying event share a report_group_id (a Minority
 -- Event). Ids come from each event's founding report, so they stay stable as events grow; a
--- merge keeps the earliest founder's id and records the others in merged_from. Only each
--- report's two leading SKUs (by absolute excess, in that order: the first is the report's lead)
--- count for SKU agreement: the tail of the top five overlaps by chance across unrelated events.
+-- merge keeps the earliest founder's id and records the others in merged_from. Each report's
+-- four leading SKUs (by absolute excess, in that order: the first is the report's lead) count for
+-- SKU agreement: the fifth overlaps by chance across unrelated events, and two left out the
+-- third and fourth SKU of one event (training lakes, README "Cohorts").
 CREATE OR REPLACE TABLE stage_cohorts AS
 SELECT c['report_id'] AS report_id, c['report_group_id'] AS report_group_id,
        c['group_size'] AS group_size, c['group_confidence'] AS group_confidence,
@@ -10,7 +11,7 @@ SELECT c['report_id'] AS report_id, c['report_group_id'] AS report_group_id,
 FROM (
     SELECT unnest(mrs_cohort(i.report_id, c.cluster_id, i.window_start, i.window_last, a.cause,
                              a.confidence, i.store_id, i.retailer_id,
-                             array_slice(i.top_skus, 1, 2),
+                             array_slice(i.top_skus, 1, 4),
                              prev.report_group_id)) AS c
     FROM stage_report_inputs i
     LEFT JOIN stage_clusters c ON c.report_id = i.report_id
