@@ -111,6 +111,21 @@ SELECT report_id,
 FROM stage_concurrent
 GROUP BY report_id;
 
+-- A feed that reports zeros and then the missed units at once gives two reports at one store:
+-- the zero run (a drop) and the catch-up (a spike). For each spike, the largest zero share of a
+-- drop at its store that began before it and whose last anomalous bucket lies within 3 hours of
+-- its start.
+CREATE OR REPLACE TABLE stage_preceding_zeros AS
+SELECT a.report_id, max(b.dq_zero_share) AS preceding_zero_share
+FROM stage_report_inputs a
+JOIN stage_report_inputs b
+  ON b.store_id = a.store_id
+ AND b.direction = 'drop'
+ AND b.window_start < a.window_start
+ AND b.window_last >= a.window_start - INTERVAL '3 hours'
+WHERE a.direction = 'spike'
+GROUP BY a.report_id;
+
 CREATE OR REPLACE TABLE stage_attribution AS
 SELECT i.report_id, mrs_attribute(named_struct(
     'store_id', i.store_id,
@@ -155,7 +170,8 @@ SELECT i.report_id, mrs_attribute(named_struct(
     'sku_same_retailer_share', CAST(cv.sku_same AS DOUBLE) / CAST(NULLIF(cv.sku_same + cv.sku_other, 0) AS DOUBLE),
     'brand_same_retailer_share', CAST(cv.brand_same AS DOUBLE) / CAST(NULLIF(cv.brand_same + cv.brand_other, 0) AS DOUBLE),
     'spend_ratio_max', spa.spend_ratio_max,
-    'social_ratio_max', soa.social_ratio_max
+    'social_ratio_max', soa.social_ratio_max,
+    'preceding_zero_share', coalesce(pz.preceding_zero_share, 0.0)
 )) AS a
 FROM stage_report_inputs i
 LEFT JOIN stage_clusters c ON c.report_id = i.report_id
@@ -165,7 +181,8 @@ LEFT JOIN stage_social so ON so.report_id = i.report_id
 LEFT JOIN stage_retailer_size rs ON rs.retailer_id = i.retailer_id
 LEFT JOIN stage_coverage cv ON cv.report_id = i.report_id
 LEFT JOIN stage_spend_any spa ON spa.report_id = i.report_id
-LEFT JOIN stage_social_any soa ON soa.report_id = i.report_id;
+LEFT JOIN stage_social_any soa ON soa.report_id = i.report_id
+LEFT JOIN stage_preceding_zeros pz ON pz.report_id = i.report_id;
 
 CREATE OR REPLACE TABLE stage_attribution_flat AS
 SELECT report_id, a['cause'] AS cause, a['narrative'] AS narrative, a['confidence'] AS confidence,

@@ -61,6 +61,9 @@ pub struct Features {
     pub spend_ratio_max: Option<f64>,
     pub social_ratio_max: Option<f64>,
     pub dq_multiple_evidence: Option<f64>,
+    /// The largest zero share of a drop at the store that ended within 3 hours before this
+    /// report began (0 when none).
+    pub preceding_zero_share: Option<f64>,
     pub store_id: Option<String>,
     pub retailer_id: Option<String>,
     pub region: Option<String>,
@@ -76,7 +79,7 @@ pub(crate) const TEXT_FIELDS: [&str; 7] = [
     "region",
 ];
 
-pub(crate) const NUMBER_FIELDS: [&str; 34] = [
+pub(crate) const NUMBER_FIELDS: [&str; 35] = [
     "severity",
     "duration_buckets",
     "magnitude",
@@ -111,6 +114,7 @@ pub(crate) const NUMBER_FIELDS: [&str; 34] = [
     "spend_ratio_max",
     "social_ratio_max",
     "dq_multiple_evidence",
+    "preceding_zero_share",
 ];
 
 fn is_text(dt: &DataType) -> bool {
@@ -335,6 +339,7 @@ pub(crate) fn read_features(arg: &ArrayRef) -> Result<Vec<Features>> {
             spend_ratio_max: x(31),
             social_ratio_max: x(32),
             dq_multiple_evidence: x(33),
+            preceding_zero_share: x(34),
 
             profile: std::mem::take(&mut prof[r]),
         });

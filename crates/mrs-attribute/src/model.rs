@@ -65,6 +65,7 @@
 //! | `zero_feed_wide` | `dq_zero_share * min(1, co_retailer_share)`: zeros while the retailer's other stores report too (one feed) | value | (fitted only) |
 //! | `isolated_spike` | the `isolated` value, spikes only (a one-store spike on few SKUs: unit slips, duplicates) | `1 - value / 3` | (fitted only) |
 //! | `dq_ratio_large` | `dq_ratio`, spikes only | `(value - 3) / 7` | (fitted only) |
+//! | `catchup_after_zeros` | `preceding_zero_share`, spikes only: the zero share of a drop at the store that ended within 3 hours before the spike (a feed's zero run, then its catch-up as a report of its own) | value | (fitted only) |
 //!
 //! Every phi is clamped to [0, 1]. Duration comes from the profile's timestamps, else from
 //! `duration_buckets` read as hours. Hand-set: temperature 1.5, priors 0.
@@ -504,6 +505,9 @@ pub fn signals(f: &Features) -> Vec<Signal> {
     if spike && let Some(r) = f.dq_ratio {
         push("dq_ratio_large", r);
     }
+    if spike && let Some(z) = f.preceding_zero_share {
+        push("catchup_after_zeros", z);
+    }
     out
 }
 
@@ -779,6 +783,27 @@ mod tests {
             eprintln!("{cause}: rank {rank:?} {:?}", a.ranked[0]);
             assert!(rank.is_some_and(|r| r < 3), "{cause}: {:?}", a.ranked);
         }
+    }
+
+    #[test]
+    fn a_spike_after_a_zero_run_carries_the_catch_up_signal() {
+        let value = |f: &Features| {
+            signals(f)
+                .iter()
+                .find(|s| s.name == "catchup_after_zeros")
+                .map(|s| (s.value, s.phi))
+        };
+        let spike = Features {
+            preceding_zero_share: Some(0.9),
+            ..base("spike")
+        };
+        assert_eq!(value(&spike), Some((0.9, 0.9)));
+        let drop = Features {
+            preceding_zero_share: Some(0.9),
+            ..base("drop")
+        };
+        assert_eq!(value(&drop), None, "a drop is the zero run itself");
+        assert_eq!(value(&base("spike")), None);
     }
 
     #[test]

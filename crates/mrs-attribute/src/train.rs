@@ -72,6 +72,7 @@ pub const SIGNALS: &[&str] = &[
     "isolated_spike",
     "dq_ratio_large",
     "dq_multiple_evidence",
+    "catchup_after_zeros",
 ];
 
 /// One labelled report.
