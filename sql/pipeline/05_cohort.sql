@@ -2,8 +2,8 @@
 -- Event). Ids come from each event's founding report, so they stay stable as events grow; a
 -- merge keeps the earliest founder's id and records the others in merged_from. Each report's
 -- four leading SKUs (by absolute excess, in that order: the first is the report's lead) count for
--- SKU agreement: the fifth overlaps by chance across unrelated events, and two left out the
--- third and fourth SKU of one event (training lakes, README "Cohorts").
+-- SKU agreement: on the training lakes all five lowered precision and two lowered recall (README
+-- "Cohorts").
 CREATE OR REPLACE TABLE stage_cohorts AS
 SELECT c['report_id'] AS report_id, c['report_group_id'] AS report_group_id,
        c['group_size'] AS group_size, c['group_confidence'] AS group_confidence,

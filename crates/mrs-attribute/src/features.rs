@@ -61,8 +61,9 @@ pub struct Features {
     pub spend_ratio_max: Option<f64>,
     pub social_ratio_max: Option<f64>,
     pub dq_multiple_evidence: Option<f64>,
-    /// The largest zero share of a drop at the store that ended within 3 hours before this
-    /// report began (0 when none).
+    /// The largest zero share of a drop at the store that began before this report and whose
+    /// last anomalous bucket is at most 3 hours before this report's start, or later (0 when
+    /// none).
     pub preceding_zero_share: Option<f64>,
     pub store_id: Option<String>,
     pub retailer_id: Option<String>,

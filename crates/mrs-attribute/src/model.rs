@@ -65,7 +65,7 @@
 //! | `zero_feed_wide` | `dq_zero_share * min(1, co_retailer_share)`: zeros while the retailer's other stores report too (one feed) | value | (fitted only) |
 //! | `isolated_spike` | the `isolated` value, spikes only (a one-store spike on few SKUs: unit slips, duplicates) | `1 - value / 3` | (fitted only) |
 //! | `dq_ratio_large` | `dq_ratio`, spikes only | `(value - 3) / 7` | (fitted only) |
-//! | `catchup_after_zeros` | `preceding_zero_share`, spikes only: the zero share of a drop at the store that ended within 3 hours before the spike (a feed's zero run, then its catch-up as a report of its own) | value | (fitted only) |
+//! | `catchup_after_zeros` | `preceding_zero_share`, spikes only: the zero share of a drop at the store that began before the spike and was still anomalous at most 3 hours before it began (a feed's zero run, then its catch-up as a report of its own) | value | (fitted only) |
 //!
 //! Every phi is clamped to [0, 1]. Duration comes from the profile's timestamps, else from
 //! `duration_buckets` read as hours. Hand-set: temperature 1.5, priors 0.
