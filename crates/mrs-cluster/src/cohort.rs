@@ -223,11 +223,6 @@ pub fn link(a: &CohortInput, b: &CohortInput) -> Link {
     }
 }
 
-/// Whether two reports may belong to one event (module header): a weak or a strong link.
-pub fn linked(a: &CohortInput, b: &CohortInput) -> bool {
-    link(a, b) != Link::None
-}
-
 /// Groups of the first stage joined when their leads agree (module header): repeated until no
 /// pair agrees, each round over the groups of the previous one, so the result does not depend
 /// on the order of the pairs.
@@ -248,15 +243,12 @@ fn join_agreeing_groups(reports: &[CohortInput], weak: &[(usize, usize)], uf: &m
                 *listed.entry((root[i], sku.as_str())).or_default() += 1;
             }
         }
-        // The most frequent lead, ties by name (BTreeMap order, first wins).
+        // The most frequent lead, ties to the smallest name.
         let dominant = |g: usize| -> Option<&str> {
             leads.get(&g).and_then(|m| {
                 m.iter()
-                    .fold(None::<(&str, usize)>, |best, (sku, c)| match best {
-                        Some((_, b)) if b >= *c => best,
-                        _ => Some((sku, *c)),
-                    })
-                    .map(|(sku, _)| sku)
+                    .max_by(|a, b| a.1.cmp(b.1).then_with(|| b.0.cmp(a.0)))
+                    .map(|(sku, _)| *sku)
             })
         };
         let share = |g: usize, sku: Option<&str>| -> f64 {
@@ -751,18 +743,18 @@ mod tests {
     fn different_causes_link_only_fragments_of_one_store() {
         let a = input("a", 10, "Social/Viral Event", "C1", &["X"]);
         let mut b = input("b", 10, "Competitor Stockout", "C1", &["X"]);
-        assert!(!linked(&a, &b));
+        assert_eq!(link(&a, &b), Link::None);
         b.store_id = a.store_id.clone();
-        assert!(linked(&a, &b));
+        assert_eq!(link(&a, &b), Link::Weak, "fragments of one store");
         b.window_start = Some(30 * H);
         b.window_last = Some(31 * H);
-        assert!(!linked(&a, &b));
+        assert_eq!(link(&a, &b), Link::None);
         // A viral SKU inside a stockout category, then the stockout at the same store: they
         // share SKUs but not their lead, and stay two events.
         let viral = input("v", 10, "Social/Viral Event", "C1", &["X", "Y", "Z"]);
         let mut stockout = input("s", 12, "Competitor Stockout", "C1", &["Y", "X", "Z"]);
         stockout.store_id = viral.store_id.clone();
-        assert!(!linked(&viral, &stockout));
+        assert_eq!(link(&viral, &stockout), Link::None);
     }
 
     #[test]
@@ -770,18 +762,25 @@ mod tests {
         let m = "Marketing Misattribution";
         let a = input("a", 10, m, "C1", &["X"]);
         let mut b = input("b", 20, m, "C2", &["X"]);
-        assert!(!linked(&a, &b), "other stores must be concurrent");
+        assert_eq!(link(&a, &b), Link::None, "other stores must be concurrent");
         b.store_id = a.store_id.clone();
-        assert!(linked(&a, &b), "one store, overnight gap");
+        assert_eq!(link(&a, &b), Link::Strong, "one store, overnight gap");
         let mut c = input("c", 12, m, "C2", &["Y"]);
-        assert!(linked(&a, &c), "same retailer, concurrent");
+        assert_eq!(link(&a, &c), Link::Strong, "same retailer, concurrent");
         c.retailer_id = Some("B".into());
-        assert!(!linked(&a, &c), "marketing stays within a retailer");
+        assert_eq!(
+            link(&a, &c),
+            Link::None,
+            "marketing stays within a retailer"
+        );
         let o = "Operational/Store Issue";
-        assert!(!linked(
-            &input("a", 10, o, "C1", &["X"]),
-            &input("b", 10, o, "C1", &["X"])
-        ));
+        assert_eq!(
+            link(
+                &input("a", 10, o, "C1", &["X"]),
+                &input("b", 10, o, "C1", &["X"])
+            ),
+            Link::None
+        );
     }
 
     #[test]
@@ -792,10 +791,11 @@ mod tests {
         let p = input("p", 10, v, "C1", &["P", "Q"]);
         let b = input("b", 10, v, "C1", &["B", "Q"]);
         let m = input("m", 10, v, "C1", &["P", "B"]);
-        assert!(linked(&p, &m));
-        assert!(!linked(&b, &m), "B leads b but does not lead m");
-        assert!(
-            !linked(&p, &b),
+        assert_eq!(link(&p, &m), Link::Strong);
+        assert_eq!(link(&b, &m), Link::None, "B leads b but does not lead m");
+        assert_eq!(
+            link(&p, &b),
+            Link::None,
             "a shared second SKU or cluster is not enough"
         );
         let rows = cohort_reports(vec![p, b, m]);
@@ -860,19 +860,19 @@ mod tests {
         let a = input("a", 10, v, "C1", &["X"]);
         let mut b = input("b", 12, v, "C1", &["Y"]);
         b.store_id = a.store_id.clone();
-        assert!(!linked(&a, &b));
+        assert_eq!(link(&a, &b), Link::None);
         let mut d = input("d", 10, DATA_ERROR, "C1", &["X"]);
         let mut e = input("e", 12, DATA_ERROR, "C2", &["Y"]);
         d.store_id = Some("S".into());
         e.store_id = Some("S".into());
-        assert!(linked(&d, &e));
+        assert_eq!(link(&d, &e), Link::Strong);
     }
 
     #[test]
     fn data_error_feed_links_same_retailer() {
         let a = input("a", 10, DATA_ERROR, "C1", &["X"]);
         let b = input("b", 10, DATA_ERROR, "C2", &["Y"]);
-        assert!(linked(&a, &b));
+        assert_eq!(link(&a, &b), Link::Strong);
     }
 
     #[test]
