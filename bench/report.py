@@ -66,6 +66,8 @@ def main():
     m = re.search(r"(\d+) sales rows in \d+ files, (\d+) stores, (\d+) SKUs", synth)
     rows, stores, skus = int(m.group(1)), int(m.group(2)), int(m.group(3))
     full = json.loads(read(raw, "run_full.out"))
+    one_out = read(raw, "run_one_pass.out")
+    one = json.loads(one_out) if one_out else None
     hour_out = read(raw, "run_hour.out")
     hour = json.loads(hour_out) if hour_out else None
     res = {
@@ -75,7 +77,11 @@ def main():
         "synth": time_v(raw, "synth"),
         "full_run": {**time_v(raw, "run_full"), "stage_seconds": stage_seconds(raw, "run_full", full)[0],
                      "stage_seconds_source": stage_seconds(raw, "run_full", full)[1],
-                     "reports_new": full["reports_new"], "events": full["events"]},
+                     "reports_new": full["reports_new"], "events": full["events"],
+                     "slices": full.get("slices", 1)},
+        "one_pass_run": one and {**time_v(raw, "run_one_pass"), "reports_new": one["reports_new"],
+                                 "reports_updated": one["reports_updated"],
+                                 "reports_retracted": one["reports_retracted"]},
         "queries": {q: query(raw, q) for q in ("floor", "detect_raw", "detect_stage")},
         "peers": {},
         "incremental": hour and {**time_v(raw, "run_hour"), "stage_seconds": stage_seconds(raw, "run_hour", hour)[0],
@@ -95,6 +101,8 @@ def main():
         "detect_stage_in_run_over_floor": stage / floor if stage else None,
         "incremental_over_full": hour and res["incremental"]["wall_seconds"] / res["full_run"]["wall_seconds"],
         "full_run_peak_gib": res["full_run"]["peak_rss_bytes"] / GIB,
+        "one_pass_peak_gib": one and res["one_pass_run"]["peak_rss_bytes"] / GIB,
+        "incremental_over_one_pass": hour and one and res["incremental"]["wall_seconds"] / res["one_pass_run"]["wall_seconds"],
     }
     per_run_cpu = lambda n: q[n]["process"]["cpu_seconds"] / len(q[n]["runs_seconds"])
     ratios["detect_stage_query_over_floor_cpu"] = per_run_cpu("detect_stage") / per_run_cpu("floor")
@@ -123,9 +131,13 @@ def main():
           f"{machine['load_before']} before, {machine.get('load_after', '?')} after; {machine['date']}, {machine['git']}.",
           "", "| measure | wall s | CPU s | rows/s (wall) | peak RSS GiB | ratio (wall) |", "|---|---|---|---|---|---|"]
     fr = res["full_run"]
-    md.append(f"| full `mrs run` | {f(fr['wall_seconds'])} | {f(fr['cpu_seconds'])} | {rows / fr['wall_seconds']:,.0f} | {gib(fr['peak_rss_bytes'])} | |")
+    passes = f", a backfill in {fr['slices']} slices" if fr["slices"] > 1 else ""
+    md.append(f"| full `mrs run` (first run{passes}) | {f(fr['wall_seconds'])} | {f(fr['cpu_seconds'])} | {rows / fr['wall_seconds']:,.0f} | {gib(fr['peak_rss_bytes'])} | |")
     for name, s in fr["stage_seconds"].items():
         md.append(f"| &nbsp; {name} ({fr['stage_seconds_source']}) | {f(s)} | | | | |")
+    op = res["one_pass_run"]
+    if op:
+        md.append(f"| the same history in one pass (`mrs run --full`; {op['reports_new']} new, {op['reports_updated']} updated, {op['reports_retracted']} retracted reports) | {f(op['wall_seconds'])} | {f(op['cpu_seconds'])} | {rows / op['wall_seconds']:,.0f} | {gib(op['peak_rss_bytes'])} | |")
     md.append(f"| floor: `GROUP BY store_id, sku` scan (DataFusion, median of the runs) | {f(floor)} | {cpu('floor')} | {rows / floor:,.0f} | {gib(q['floor']['process']['peak_rss_bytes'])} | 1.00 |")
     md.append(f"| detection stage query (`mrs_detect` over `sales_clean` minus holidays) | {f(det)} | {cpu('detect_stage')} | {rows / det:,.0f} | {gib(q['detect_stage']['process']['peak_rss_bytes'])} | {f(ratios['detect_stage_query_over_floor'])} x floor |")
     if q["detect_raw"]:
@@ -140,7 +152,8 @@ def main():
                   f"{f(ratios[peer + '_over_detect'])} x detection |")
     inc = res["incremental"]
     if inc:
-        md.append(f"| one more hour: incremental `mrs run` | {f(inc['wall_seconds'])} | {f(inc['cpu_seconds'])} | | {gib(inc['peak_rss_bytes'])} | {f(ratios['incremental_over_full'])} x full run |")
+        vs_one = f", {f(ratios['incremental_over_one_pass'])} x one pass" if ratios["incremental_over_one_pass"] else ""
+        md.append(f"| one more hour: incremental `mrs run` | {f(inc['wall_seconds'])} | {f(inc['cpu_seconds'])} | | {gib(inc['peak_rss_bytes'])} | {f(ratios['incremental_over_full'])} x full run{vs_one} |")
     if res["peer_check"]:
         md += ["", "Peers against mrs-detect's scorer (`bench/check_peers.py`, tiny lake seed 1):", ""]
         md += [f"- {line.split('/')[-1]}" for line in res["peer_check"] if "reference buckets" in line]

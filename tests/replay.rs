@@ -9,6 +9,9 @@
 //! existing `first_detected_from`). Then `--full` over the replayed lake must append nothing to
 //! any log: the incremental runs wrote exactly what a full recompute writes, and its rewrite
 //! of every day of the `protected_sales` feed gives the feed files the hourly runs left.
+//!
+//! A first run's backfill (slices as of the end of each slice, `mrs_pipeline::Backfill`) rests
+//! on the same guarantee and is checked the same way against one pass.
 
 use std::collections::BTreeSet;
 
@@ -20,7 +23,7 @@ use common::query;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::DataType;
-use mrs_pipeline::{Lake, RunOptions};
+use mrs_pipeline::{Backfill, Lake, RunOptions};
 
 const HOUR: i64 = 3_600_000_000;
 const DAY: i64 = 24 * HOUR;
@@ -150,5 +153,76 @@ fn hourly_replay_equals_one_full_run() {
         );
         assert_eq!(recompute.feed_days_written, TINY_DAYS, "{recompute:?}");
         state::assert_same(&state::feed_files(&live).await, &feeds);
+    });
+}
+
+/// A first run over a long history goes as a backfill (slices as of day 14, 21 and 28, then
+/// the rest) and gives the reports of one pass; `--full` afterwards (one pass) finds nothing to
+/// change in the reports and rewrites the feed into the same files.
+#[test]
+fn a_backfill_equals_one_pass() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        let one_dir = tempfile::tempdir().expect("tempdir");
+        let one = Lake::open(one_dir.path().to_str().expect("utf-8")).expect("lake");
+        synth(&one, None).await;
+        let s = mrs_pipeline::run(&one, &RunOptions::default())
+            .await
+            .expect("one pass");
+        assert_eq!(
+            s.slices, 1,
+            "tiny is below the default backfill size: {s:?}"
+        );
+        let expected = live_reports(&one).await;
+        assert!(!expected.is_empty(), "the one pass found no report");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
+        synth(&lake, None).await;
+        let backfill = RunOptions {
+            backfill: Backfill {
+                min_rows: 0,
+                first_days: 14,
+                slice_days: 7,
+            },
+            ..RunOptions::default()
+        };
+        let s = mrs_pipeline::run(&lake, &backfill).await.expect("backfill");
+        assert_eq!(s.slices, 4, "{s:?}");
+        assert!(s.stores_resumed > 0, "no slice resumed a store: {s:?}");
+        assert_eq!(s.as_of, Some("2025-07-06T23:00:00Z".into()), "{s:?}");
+        assert_eq!(live_reports(&lake).await, expected);
+        // Not a first run any more: the same options now run once.
+        let again = mrs_pipeline::run(&lake, &backfill).await.expect("rerun");
+        assert_eq!(
+            (again.slices, again.reports_new, again.reports_updated),
+            (1, 0, 0)
+        );
+
+        let feeds = state::feed_files(&lake).await;
+        let recompute = mrs_pipeline::run(
+            &lake,
+            &RunOptions {
+                full: true,
+                ..backfill
+            },
+        )
+        .await
+        .expect("full recompute");
+        assert_eq!(recompute.slices, 1);
+        assert_eq!(
+            (
+                recompute.reports_new,
+                recompute.reports_updated,
+                recompute.reports_retracted
+            ),
+            (0, 0, 0),
+            "the backfill differs from the full recompute: {recompute:?}"
+        );
+        state::assert_same(&state::feed_files(&lake).await, &feeds);
     });
 }

@@ -47,9 +47,14 @@ enum Command {
         /// Run as if at this instant (RFC 3339); later sales buckets are not seen.
         #[arg(long)]
         as_of: Option<String>,
-        /// Detect every store from its whole history, ignoring the detector checkpoints.
+        /// Detect every store from its whole history in one pass, ignoring the detector
+        /// checkpoints.
         #[arg(long)]
         full: bool,
+        /// Days each slice of a first run's backfill adds (README "Backfill"); 0: one pass.
+        #[arg(long, default_value_t = mrs_pipeline::Backfill::default().slice_days,
+              value_parser = clap::value_parser!(i64).range(0..))]
+        backfill_slice_days: i64,
         #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
         format: OutputFormat,
     },
@@ -295,12 +300,17 @@ async fn dispatch(cli: Cli) -> Result<()> {
         Some(Command::Run {
             as_of,
             full,
+            backfill_slice_days,
             format,
         }) => {
             let lake = Lake::open(&cli.lake)?;
             let options = RunOptions {
                 as_of_micros: as_of.as_deref().map(parse_instant).transpose()?,
                 full,
+                backfill: mrs_pipeline::Backfill {
+                    slice_days: backfill_slice_days,
+                    ..mrs_pipeline::Backfill::default()
+                },
             };
             let summary = mrs_pipeline::run(&lake, &options).await?;
             match format {

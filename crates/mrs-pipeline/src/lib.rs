@@ -26,5 +26,5 @@ pub mod script;
 pub mod session;
 
 pub use lake::Lake;
-pub use runner::{RunOptions, RunSummary, run};
+pub use runner::{Backfill, RunOptions, RunSummary, run};
 pub use session::{open_session, register_all_functions};

@@ -32,8 +32,41 @@ use crate::session::{new_context, session_config};
 pub struct RunOptions {
     /// Run as if at this instant: sales buckets at or after it are not seen.
     pub as_of_micros: Option<i64>,
-    /// Ignore the detector checkpoints: every store is detected from its whole history.
+    /// Ignore the detector checkpoints: every store is detected from its whole history, in one
+    /// pass (never a backfill).
     pub full: bool,
+    /// When a lake's first run goes as a backfill.
+    pub backfill: Backfill,
+}
+
+/// A lake's first run over a long history is a *backfill*: the pipeline runs as of the end of
+/// each slice of days in turn, every slice after the first resuming from the checkpoints the
+/// one before wrote, as a scheduled run would have. Its memory is then that of a slice plus the
+/// detector's look-back, not of the whole history; its reports are those of one pass (the
+/// incremental runs' guarantee, `tests/replay.rs`). Only a first run (no log row, no
+/// checkpoint) without `--as-of` or `--full`: a slice of a later run would hide buckets the logs
+/// already hold. README "Backfill".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    /// Sales rows (usable timestamps) above which a first run is a backfill.
+    pub min_rows: i64,
+    /// Days from the first sales day the first slice covers: the detector's four-week
+    /// look-back plus one slice, so that it reads no more than a later slice.
+    pub first_days: i64,
+    /// Days each later slice adds.
+    pub slice_days: i64,
+}
+
+impl Default for Backfill {
+    /// 8M rows: the `small` preset (5M rows) runs in one pass, `bench` (21.5M) in slices; two
+    /// weeks a slice keeps a slice's read near six weeks of sales.
+    fn default() -> Self {
+        Self {
+            min_rows: 8_000_000,
+            first_days: 42,
+            slice_days: 14,
+        }
+    }
 }
 
 /// What a run did, for the summary line and `mrs run --format json`.
@@ -60,18 +93,56 @@ pub struct RunSummary {
     /// only the days that can have changed otherwise).
     pub feed_days_written: i64,
     /// Wall time of each phase, in run order (`setup`: inputs, migrations and views; one entry
-    /// per stage script; `summary`; `feeds`). For benchmarks: never compare it in tests.
+    /// per stage script; `summary`; `feeds`), summed over a backfill's slices. For benchmarks:
+    /// never compare it in tests.
     pub stage_seconds: Vec<(String, f64)>,
+    /// Pipeline passes of this run: 1, or a backfill's slices (the counts above are then
+    /// summed over the slices, `events` and `waiting_for_review` are the last slice's).
+    pub slices: i64,
+}
+
+impl RunSummary {
+    /// Folds the next slice of a backfill into the summary so far.
+    fn absorb(&mut self, next: RunSummary) {
+        self.run_id = next.run_id;
+        self.as_of = next.as_of;
+        self.migrations_applied.extend(next.migrations_applied);
+        self.reports_new += next.reports_new;
+        self.reports_updated += next.reports_updated;
+        self.reports_ended += next.reports_ended;
+        self.reports_retracted += next.reports_retracted;
+        self.events = next.events;
+        self.events_changed += next.events_changed;
+        self.auto_confirmed += next.auto_confirmed;
+        self.waiting_for_review = next.waiting_for_review;
+        self.quarantined += next.quarantined;
+        self.rows_appended += next.rows_appended;
+        self.stores_resumed += next.stores_resumed;
+        self.detection_rows += next.detection_rows;
+        self.feed_days_written += next.feed_days_written;
+        for (name, seconds) in next.stage_seconds {
+            match self.stage_seconds.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, s)) => *s += seconds,
+                None => self.stage_seconds.push((name, seconds)),
+            }
+        }
+        self.slices += next.slices;
+    }
 }
 
 impl std::fmt::Display for RunSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "run {} as of {}: reports {} new, {} updated, {} ended, {} retracted; events {} ({} changed); \
+            "run {} as of {}{}: reports {} new, {} updated, {} ended, {} retracted; events {} ({} changed); \
              {} auto-confirmed, {} waiting for review; {} rows quarantined; {} log rows appended",
             self.run_id,
             self.as_of.as_deref().unwrap_or("-"),
+            if self.slices > 1 {
+                format!(" (a backfill in {} slices)", self.slices)
+            } else {
+                String::new()
+            },
             self.reports_new,
             self.reports_updated,
             self.reports_ended,
@@ -215,11 +286,75 @@ pub async fn run_with_lease(
         .to_hex()[..12]
     );
     let lease = Lease::acquire(lake, &holder, lease_config).await?;
-    let result = run_leased(lake, options, &lease).await;
+    let result = run_slices(lake, options, &lease).await;
     let released = lease.release().await;
     let summary = result?;
     released?;
     Ok(summary)
+}
+
+/// One pass, or a backfill's passes as of the end of each slice and a last one over everything.
+async fn run_slices(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
+    let ends = backfill_slice_ends(lake, options).await?;
+    if ends.is_empty() {
+        return run_leased(lake, options, lease).await;
+    }
+    log::info!(
+        "first run over a long history: a backfill in {} slices",
+        ends.len() + 1
+    );
+    let mut summary: Option<RunSummary> = None;
+    for as_of in ends.into_iter().map(Some).chain([None]) {
+        let slice = RunOptions {
+            as_of_micros: as_of,
+            ..options.clone()
+        };
+        let next = run_leased(lake, &slice, lease).await?;
+        match summary.as_mut() {
+            Some(s) => s.absorb(next),
+            None => summary = Some(next),
+        }
+    }
+    summary.ok_or_else(|| DataFusionError::Internal("a backfill ran no slice".into()))
+}
+
+/// The `--as-of` instants of a backfill's slices before its last (empty: one pass). See
+/// [`Backfill`].
+async fn backfill_slice_ends(lake: &Lake, options: &RunOptions) -> Result<Vec<i64>> {
+    const DAY: i64 = 86_400_000_000;
+    let policy = options.backfill;
+    if options.full || options.as_of_micros.is_some() || policy.slice_days < 1 {
+        return Ok(Vec::new());
+    }
+    for folder in LOGS
+        .iter()
+        .map(|log| format!("logs/{log}"))
+        .chain(["state/detector".to_string()])
+    {
+        if !lake.list_parquet(&folder).await?.is_empty() {
+            return Ok(Vec::new());
+        }
+    }
+    let ctx = new_context(session_config())?;
+    lake.register_object_store(&ctx)?;
+    lake.register_inputs(&ctx, None).await?;
+    let rows = scalar_i64(&ctx, "SELECT count(*) FROM sales WHERE ts IS NOT NULL").await?;
+    if rows <= policy.min_rows {
+        return Ok(Vec::new());
+    }
+    let (Some(first), Some(last)) = (
+        scalar_ts(&ctx, "SELECT min(ts) FROM sales").await?,
+        scalar_ts(&ctx, "SELECT max(ts) FROM sales").await?,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let mut ends = Vec::new();
+    let mut end = first.div_euclid(DAY) * DAY + policy.first_days.max(1) * DAY;
+    while end <= last {
+        ends.push(end);
+        end += policy.slice_days * DAY;
+    }
+    Ok(ends)
 }
 
 async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
@@ -322,6 +457,7 @@ async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
             .await?,
         feed_days_written: 0,
         stage_seconds: Vec::new(),
+        slices: 1,
     };
 
     if appended > 0 {
