@@ -68,6 +68,8 @@ def main():
     full = json.loads(read(raw, "run_full.out"))
     one_out = read(raw, "run_one_pass.out")
     one = json.loads(one_out) if one_out else None
+    rec_out = read(raw, "run_recompute.out")
+    rec = json.loads(rec_out) if rec_out else None
     hour_out = read(raw, "run_hour.out")
     hour = json.loads(hour_out) if hour_out else None
     res = {
@@ -80,8 +82,10 @@ def main():
                      "reports_new": full["reports_new"], "events": full["events"],
                      "slices": full.get("slices", 1)},
         "one_pass_run": one and {**time_v(raw, "run_one_pass"), "reports_new": one["reports_new"],
-                                 "reports_updated": one["reports_updated"],
-                                 "reports_retracted": one["reports_retracted"]},
+                                 "events": one["events"]},
+        "recompute_run": rec and {**time_v(raw, "run_recompute"), "reports_new": rec["reports_new"],
+                                  "reports_updated": rec["reports_updated"],
+                                  "reports_retracted": rec["reports_retracted"]},
         "queries": {q: query(raw, q) for q in ("floor", "detect_raw", "detect_stage")},
         "peers": {},
         "incremental": hour and {**time_v(raw, "run_hour"), "stage_seconds": stage_seconds(raw, "run_hour", hour)[0],
@@ -103,6 +107,7 @@ def main():
         "full_run_peak_gib": res["full_run"]["peak_rss_bytes"] / GIB,
         "one_pass_peak_gib": one and res["one_pass_run"]["peak_rss_bytes"] / GIB,
         "incremental_over_one_pass": hour and one and res["incremental"]["wall_seconds"] / res["one_pass_run"]["wall_seconds"],
+        "incremental_over_recompute": hour and rec and res["incremental"]["wall_seconds"] / res["recompute_run"]["wall_seconds"],
     }
     per_run_cpu = lambda n: q[n]["process"]["cpu_seconds"] / len(q[n]["runs_seconds"])
     ratios["detect_stage_query_over_floor_cpu"] = per_run_cpu("detect_stage") / per_run_cpu("floor")
@@ -115,7 +120,9 @@ def main():
         "peak memory <= 3 GiB": ratios["full_run_peak_gib"] <= 3.0,
     }
     if hour:
-        res["targets"]["incremental hour <= 0.2x full run"] = ratios["incremental_over_full"] <= 0.2
+        # against the first run in one pass when it was timed: a backfill's slices cost more
+        vs = ratios["incremental_over_one_pass"] or ratios["incremental_over_full"]
+        res["targets"]["incremental hour <= 0.2x full run (one pass)"] = vs <= 0.2
     for peer in res["peers"]:
         res["targets"][f"detection >= 3x faster than {peer}"] = ratios[f"{peer}_over_detect"] >= 3.0
     Path(a.out + ".json").write_text(json.dumps(res, indent=2) + "\n")
@@ -137,7 +144,10 @@ def main():
         md.append(f"| &nbsp; {name} ({fr['stage_seconds_source']}) | {f(s)} | | | | |")
     op = res["one_pass_run"]
     if op:
-        md.append(f"| the same history in one pass (`mrs run --full`; {op['reports_new']} new, {op['reports_updated']} updated, {op['reports_retracted']} retracted reports) | {f(op['wall_seconds'])} | {f(op['cpu_seconds'])} | {rows / op['wall_seconds']:,.0f} | {gib(op['peak_rss_bytes'])} | |")
+        md.append(f"| the same first run in one pass (`--backfill-slice-days 0`; {op['reports_new']} reports, {op['events']} events) | {f(op['wall_seconds'])} | {f(op['cpu_seconds'])} | {rows / op['wall_seconds']:,.0f} | {gib(op['peak_rss_bytes'])} | |")
+    rc = res["recompute_run"]
+    if rc:
+        md.append(f"| full recompute over the backfilled lake (`mrs run --full`; {rc['reports_new']} new, {rc['reports_updated']} updated, {rc['reports_retracted']} retracted reports) | {f(rc['wall_seconds'])} | {f(rc['cpu_seconds'])} | {rows / rc['wall_seconds']:,.0f} | {gib(rc['peak_rss_bytes'])} | |")
     md.append(f"| floor: `GROUP BY store_id, sku` scan (DataFusion, median of the runs) | {f(floor)} | {cpu('floor')} | {rows / floor:,.0f} | {gib(q['floor']['process']['peak_rss_bytes'])} | 1.00 |")
     md.append(f"| detection stage query (`mrs_detect` over `sales_clean` minus holidays) | {f(det)} | {cpu('detect_stage')} | {rows / det:,.0f} | {gib(q['detect_stage']['process']['peak_rss_bytes'])} | {f(ratios['detect_stage_query_over_floor'])} x floor |")
     if q["detect_raw"]:
@@ -152,7 +162,9 @@ def main():
                   f"{f(ratios[peer + '_over_detect'])} x detection |")
     inc = res["incremental"]
     if inc:
-        vs_one = f", {f(ratios['incremental_over_one_pass'])} x one pass" if ratios["incremental_over_one_pass"] else ""
+        vs_one = "".join(f", {f(ratios[k])} x {what}" for k, what in
+                         (("incremental_over_one_pass", "one pass"), ("incremental_over_recompute", "recompute"))
+                         if ratios[k])
         md.append(f"| one more hour: incremental `mrs run` | {f(inc['wall_seconds'])} | {f(inc['cpu_seconds'])} | | {gib(inc['peak_rss_bytes'])} | {f(ratios['incremental_over_full'])} x full run{vs_one} |")
     if res["peer_check"]:
         md += ["", "Peers against mrs-detect's scorer (`bench/check_peers.py`, tiny lake seed 1):", ""]
