@@ -59,6 +59,33 @@ async fn live_reports(lake: &Lake) -> BTreeSet<(String, String)> {
     )
 }
 
+/// `--full` (one pass, no checkpoint) over a lake appends no report snapshot and rewrites every
+/// feed day into the files the lake had.
+async fn full_recompute_changes_nothing(lake: &Lake) {
+    let feeds = state::feed_files(lake).await;
+    let recompute = mrs_pipeline::run(
+        lake,
+        &RunOptions {
+            full: true,
+            ..RunOptions::default()
+        },
+    )
+    .await
+    .expect("full recompute");
+    assert_eq!((recompute.stores_resumed, recompute.slices), (0, 1));
+    assert_eq!(
+        (
+            recompute.reports_new,
+            recompute.reports_updated,
+            recompute.reports_retracted
+        ),
+        (0, 0, 0),
+        "the runs differ from the full recompute: {recompute:?}"
+    );
+    assert_eq!(recompute.feed_days_written, TINY_DAYS, "{recompute:?}");
+    state::assert_same(&state::feed_files(lake).await, &feeds);
+}
+
 #[test]
 fn hourly_replay_equals_one_full_run() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -130,29 +157,8 @@ fn hourly_replay_equals_one_full_run() {
         );
         assert!(retracted.is_empty(), "replay retracted {retracted:?}");
 
-        let feeds = state::feed_files(&live).await;
         // A full recompute over the replayed lake finds every report already written as it is.
-        let recompute = mrs_pipeline::run(
-            &live,
-            &RunOptions {
-                full: true,
-                ..RunOptions::default()
-            },
-        )
-        .await
-        .expect("full recompute");
-        assert_eq!(recompute.stores_resumed, 0);
-        assert_eq!(
-            (
-                recompute.reports_new,
-                recompute.reports_updated,
-                recompute.reports_retracted
-            ),
-            (0, 0, 0),
-            "incremental runs differ from the full recompute: {recompute:?}"
-        );
-        assert_eq!(recompute.feed_days_written, TINY_DAYS, "{recompute:?}");
-        state::assert_same(&state::feed_files(&live).await, &feeds);
+        full_recompute_changes_nothing(&live).await;
     });
 }
 
@@ -203,26 +209,6 @@ fn a_backfill_equals_one_pass() {
             (1, 0, 0)
         );
 
-        let feeds = state::feed_files(&lake).await;
-        let recompute = mrs_pipeline::run(
-            &lake,
-            &RunOptions {
-                full: true,
-                ..backfill
-            },
-        )
-        .await
-        .expect("full recompute");
-        assert_eq!(recompute.slices, 1);
-        assert_eq!(
-            (
-                recompute.reports_new,
-                recompute.reports_updated,
-                recompute.reports_retracted
-            ),
-            (0, 0, 0),
-            "the backfill differs from the full recompute: {recompute:?}"
-        );
-        state::assert_same(&state::feed_files(&lake).await, &feeds);
+        full_recompute_changes_nothing(&lake).await;
     });
 }
