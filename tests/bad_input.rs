@@ -638,3 +638,35 @@ fn every_row_is_used_or_quarantined_exactly_once() {
         ]
     );
 }
+
+/// A first run's backfill counts days that have usable sales: a row three years before the rest
+/// adds one day to the first slice, and a row in 2099 (quarantined) none, rather than years of
+/// empty slices (README "Backfill").
+#[test]
+fn stray_timestamps_do_not_stretch_a_backfill() {
+    let (dir, lake, store, sku) = tiny_lake();
+    const YEAR: i64 = 365 * 24 * HOUR;
+    write_parquet(
+        &dir.path().join("input/sales/zz-stray.parquet"),
+        &sales_batch(&[
+            row(&store, &sku, T - 3 * YEAR, 1.0),
+            row(&store, &sku, T + 74 * YEAR, 1.0),
+        ]),
+    );
+    let s = runtime()
+        .block_on(mrs_pipeline::run(
+            &lake,
+            &RunOptions {
+                backfill: mrs_pipeline::Backfill {
+                    min_rows: 0,
+                    first_days: 14,
+                    slice_days: 7,
+                },
+                ..RunOptions::default()
+            },
+        ))
+        .expect("backfill");
+    // 36 days with sales: slices end before the 15th, 22nd, 29th and 36th, then the rest.
+    assert_eq!(s.slices, 5, "{s:?}");
+    assert_eq!(quarantined(&lake, "ts in the future"), 1);
+}

@@ -24,7 +24,8 @@ use serde::Serialize;
 use crate::lake::Lake;
 use crate::lease::{Lease, LeaseConfig};
 use crate::migrations;
-use crate::script::{STAGES, run_script, run_statement, run_views};
+use crate::query::collect;
+use crate::script::{STAGES, VIEWS, run_script, run_statement, run_views};
 use crate::session::{new_context, session_config};
 
 /// Options of one run.
@@ -50,10 +51,10 @@ pub struct RunOptions {
 pub struct Backfill {
     /// Sales rows (usable timestamps) above which a first run is a backfill.
     pub min_rows: i64,
-    /// Days from the first sales day the first slice covers: the detector's four-week
-    /// look-back plus one slice, so that it reads no more than a later slice.
+    /// Days with usable sales the first slice covers: the detector's four-week look-back plus
+    /// one slice, so that it reads no more than a later slice.
     pub first_days: i64,
-    /// Days each later slice adds.
+    /// Days with usable sales each later slice adds.
     pub slice_days: i64,
 }
 
@@ -338,23 +339,41 @@ async fn backfill_slice_ends(lake: &Lake, options: &RunOptions) -> Result<Vec<i6
     let ctx = new_context(session_config())?;
     lake.register_object_store(&ctx)?;
     lake.register_inputs(&ctx, None).await?;
-    let rows = scalar_i64(&ctx, "SELECT count(*) FROM sales WHERE ts IS NOT NULL").await?;
+    // `sales_screened` (the input checks; views/00_inputs.sql reads the inputs alone): rows a
+    // run will quarantine, such as a timestamp far in the future, must not stretch the slices.
+    run_script(&ctx, lake, &VIEWS[0]).await?;
+    let usable = "FROM sales_screened WHERE reason IS NULL";
+    let rows = scalar_i64(&ctx, &format!("SELECT count(*) {usable}")).await?;
     if rows <= policy.min_rows {
         return Ok(Vec::new());
     }
-    let (Some(first), Some(last)) = (
-        scalar_ts(&ctx, "SELECT min(ts) FROM sales").await?,
-        scalar_ts(&ctx, "SELECT max(ts) FROM sales").await?,
-    ) else {
-        return Ok(Vec::new());
-    };
-    let mut ends = Vec::new();
-    let mut end = first.div_euclid(DAY) * DAY + policy.first_days.max(1) * DAY;
-    while end <= last {
-        ends.push(end);
-        end += policy.slice_days * DAY;
+    // Slices count days that have sales, so a stray row years before the rest (usable: only
+    // the future is checked) adds one day to the first slice, not years of empty slices.
+    let batches = collect(
+        &ctx,
+        &format!("SELECT DISTINCT CAST(ts AS BIGINT) AS t {usable} ORDER BY t"),
+    )
+    .await?;
+    let mut days: Vec<i64> = Vec::new();
+    for b in &batches {
+        let t = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+        let t = t.as_primitive::<Int64Type>();
+        for i in (0..t.len()).filter(|&i| !t.is_null(i)) {
+            let day = t.value(i).div_euclid(DAY);
+            if days.last() != Some(&day) {
+                days.push(day);
+            }
+        }
     }
-    Ok(ends)
+    let first = usize::try_from(policy.first_days.max(1)).unwrap_or(usize::MAX);
+    let step = usize::try_from(policy.slice_days).unwrap_or(usize::MAX);
+    // The start of the day each slice stops before: sales remain from there on.
+    Ok(days
+        .iter()
+        .skip(first)
+        .step_by(step)
+        .map(|d| d * DAY)
+        .collect())
 }
 
 async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
