@@ -84,6 +84,10 @@ pub struct DetectionMetrics {
     /// Median over detected anomalies of (first alert of an overlapping report - true start)
     /// in buckets, 0 when a report was already open: when a live run would have shown it.
     pub median_delay_buckets: Option<f64>,
+    /// The same median per true cause: which anomalies a per-store detector sees late.
+    pub per_cause_median_delay: BTreeMap<String, f64>,
+    /// Detected anomalies alerted at most 2 buckets after their true start, over all detected.
+    pub alerted_within_2_buckets: f64,
     pub truth_anomalies: usize,
     pub detected_anomalies: usize,
     pub truth_magnitude_ge_3: usize,
@@ -468,6 +472,17 @@ fn pairwise(reports: &[PredictedReport], matched: &[(usize, usize)]) -> (f64, f6
     )
 }
 
+/// Median of `values` (sorted in place); `None` when empty.
+fn median(values: &mut [f64]) -> Option<f64> {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(values[n / 2]),
+        _ => Some((values[n / 2 - 1] + values[n / 2]) / 2.0),
+    }
+}
+
 /// Pure evaluation over loaded truth and reports.
 pub fn evaluate(
     truth: &[TruthAnomaly],
@@ -523,18 +538,15 @@ pub fn evaluate(
     let lt3: Vec<usize> = (0..truth.len())
         .filter(|i| truth[*i].magnitude < 3.0)
         .collect();
+    let delay_of = |ti: usize, alert: i64| ((alert - truth[ti].start).max(0) as f64) / step as f64;
     let mut delays: Vec<f64> = first_alert
         .iter()
-        .map(|(ti, s)| ((s - truth[*ti].start).max(0) as f64) / step as f64)
+        .map(|(ti, s)| delay_of(*ti, *s))
         .collect();
-    delays.sort_by(f64::total_cmp);
-    let median_delay = if delays.is_empty() {
-        None
-    } else if delays.len() % 2 == 1 {
-        Some(delays[delays.len() / 2])
-    } else {
-        Some((delays[delays.len() / 2 - 1] + delays[delays.len() / 2]) / 2.0)
-    };
+    let alerted_within_2_buckets =
+        ratio(delays.iter().filter(|d| **d <= 2.0).count(), delays.len());
+    let median_delay = median(&mut delays);
+    let mut per_cause_median_delay = BTreeMap::new();
     let mut groups_all: HashSet<&str> = HashSet::new();
     let mut groups_true: HashSet<&str> = HashSet::new();
     for (ri, r) in reports.iter().enumerate() {
@@ -562,6 +574,13 @@ pub fn evaluate(
                 .filter(|i| first_alert.contains_key(i))
                 .count();
             per_cause_recall.insert(cause.to_string(), ratio(hit, of_cause.len()));
+            let mut cause_delays: Vec<f64> = of_cause
+                .iter()
+                .filter_map(|i| first_alert.get(i).map(|a| delay_of(*i, *a)))
+                .collect();
+            if let Some(m) = median(&mut cause_delays) {
+                per_cause_median_delay.insert(cause.to_string(), m);
+            }
         }
     }
     let detection = DetectionMetrics {
@@ -582,6 +601,8 @@ pub fn evaluate(
             lt3.len(),
         ),
         median_delay_buckets: median_delay,
+        per_cause_median_delay,
+        alerted_within_2_buckets,
         truth_anomalies: truth.len(),
         detected_anomalies: detected,
         truth_magnitude_ge_3: ge3.len(),
@@ -768,6 +789,13 @@ impl EvalReport {
             d.median_delay_buckets
                 .map_or("-".into(), |v| format!("{v:.1}")),
         );
+        line(
+            "  alerted within 2 buckets",
+            format!("{:.3}", d.alerted_within_2_buckets),
+        );
+        for (cause, delay) in &d.per_cause_median_delay {
+            line(&format!("  {cause}"), format!("median delay {delay:.1}"));
+        }
         let n = &self.naive;
         line(
             "naive 3-sigma recall / precision",
@@ -928,6 +956,48 @@ mod tests {
         assert_eq!(e.detection.median_delay_buckets, Some(4.0));
         let e = evaluate(&t, &[late, early], 1, 3600);
         assert_eq!(e.detection.median_delay_buckets, Some(3.0));
+        assert_eq!(e.detection.alerted_within_2_buckets, 0.0);
+    }
+
+    #[test]
+    fn delay_by_cause_and_the_share_alerted_early() {
+        let t = vec![
+            truth("A", "Data Error", &["S1"], 10 * H, 20 * H, 4.0),
+            truth(
+                "B",
+                "Marketing Misattribution",
+                &["S2"],
+                10 * H,
+                40 * H,
+                4.0,
+            ),
+            truth(
+                "C",
+                "Marketing Misattribution",
+                &["S3"],
+                10 * H,
+                40 * H,
+                4.0,
+            ),
+            truth("D", "Social/Viral Event", &["S4"], 10 * H, 20 * H, 4.0),
+        ];
+        let mut r = vec![
+            report("r1", "S1", 10 * H, 19 * H, "Data Error", "g1"),
+            report("r2", "S2", 17 * H, 39 * H, "Marketing Misattribution", "g2"),
+            report("r3", "S3", 19 * H, 39 * H, "Marketing Misattribution", "g3"),
+        ];
+        r[0].alerted = 11 * H;
+        r[1].alerted = 18 * H;
+        r[2].alerted = 20 * H;
+        let e = evaluate(&t, &r, 3, 3600);
+        let d = &e.detection;
+        assert_eq!(d.median_delay_buckets, Some(8.0));
+        assert_eq!(d.per_cause_median_delay["Data Error"], 1.0);
+        assert_eq!(d.per_cause_median_delay["Marketing Misattribution"], 9.0);
+        // D was not detected: no delay for its cause
+        assert!(!d.per_cause_median_delay.contains_key("Social/Viral Event"));
+        assert!((d.alerted_within_2_buckets - 1.0 / 3.0).abs() < 1e-12);
+        assert!(e.to_table().contains("alerted within 2 buckets"));
     }
 
     #[test]
