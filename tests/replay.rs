@@ -45,8 +45,11 @@ fn rows(batches: &[RecordBatch]) -> BTreeSet<(String, String)> {
     out
 }
 
+/// The seed of every lake here.
+const SEED: u64 = 3;
+
 async fn synth(lake: &Lake, until: Option<i64>) {
-    common::write_tiny(lake, 3, until).await;
+    common::write_tiny(lake, SEED, until).await;
 }
 
 async fn live_reports(lake: &Lake) -> BTreeSet<(String, String)> {
@@ -88,15 +91,9 @@ async fn full_recompute_changes_nothing(lake: &Lake) {
 
 #[test]
 fn hourly_replay_equals_one_full_run() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
+    common::runtime().block_on(async {
         let full_dir = tempfile::tempdir().expect("tempdir");
-        let full = Lake::open(full_dir.path().to_str().expect("utf-8")).expect("lake");
-        synth(&full, None).await;
+        let full = common::synth_tiny(full_dir.path(), SEED, None).await;
         mrs_pipeline::run(&full, &RunOptions::default())
             .await
             .expect("full run");
@@ -167,15 +164,9 @@ fn hourly_replay_equals_one_full_run() {
 /// change in the reports and rewrites the feed into the same files.
 #[test]
 fn a_backfill_equals_one_pass() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    rt.block_on(async {
+    common::runtime().block_on(async {
         let one_dir = tempfile::tempdir().expect("tempdir");
-        let one = Lake::open(one_dir.path().to_str().expect("utf-8")).expect("lake");
-        synth(&one, None).await;
+        let one = common::synth_tiny(one_dir.path(), SEED, None).await;
         let s = mrs_pipeline::run(&one, &RunOptions::default())
             .await
             .expect("one pass");
@@ -187,8 +178,7 @@ fn a_backfill_equals_one_pass() {
         assert!(!expected.is_empty(), "the one pass found no report");
 
         let dir = tempfile::tempdir().expect("tempdir");
-        let lake = Lake::open(dir.path().to_str().expect("utf-8")).expect("lake");
-        synth(&lake, None).await;
+        let lake = common::synth_tiny(dir.path(), SEED, None).await;
         let backfill = RunOptions {
             backfill: Backfill {
                 min_rows: 0,
