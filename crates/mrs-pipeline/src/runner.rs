@@ -322,7 +322,6 @@ async fn run_slices(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<
 /// The `--as-of` instants of a backfill's slices before its last (empty: one pass). See
 /// [`Backfill`].
 async fn backfill_slice_ends(lake: &Lake, options: &RunOptions) -> Result<Vec<i64>> {
-    const DAY: i64 = 86_400_000_000;
     let policy = options.backfill;
     if options.full || options.as_of_micros.is_some() || policy.slice_days < 1 {
         return Ok(Vec::new());
@@ -342,38 +341,35 @@ async fn backfill_slice_ends(lake: &Lake, options: &RunOptions) -> Result<Vec<i6
     // `sales_screened` (the input checks; views/00_inputs.sql reads the inputs alone): rows a
     // run will quarantine, such as a timestamp far in the future, must not stretch the slices.
     run_script(&ctx, lake, &VIEWS[0]).await?;
-    let usable = "FROM sales_screened WHERE reason IS NULL";
-    let rows = scalar_i64(&ctx, &format!("SELECT count(*) {usable}")).await?;
-    if rows <= policy.min_rows {
-        return Ok(Vec::new());
-    }
-    // Slices count days that have sales, so a stray row years before the rest (usable: only
-    // the future is checked) adds one day to the first slice, not years of empty slices.
+    // One scan: the usable rows per day. Slices count days that have sales, so a stray row
+    // years before the rest (usable: only the future is checked) adds one day to the first
+    // slice, not years of empty slices.
     let batches = collect(
         &ctx,
-        &format!("SELECT DISTINCT CAST(ts AS BIGINT) AS t {usable} ORDER BY t"),
+        "SELECT CAST(date_trunc('day', ts) AS BIGINT) AS day_start, count(*) AS n \
+         FROM sales_screened WHERE reason IS NULL GROUP BY 1 ORDER BY 1",
     )
     .await?;
-    let mut days: Vec<i64> = Vec::new();
+    let (mut days, mut rows) = (Vec::new(), 0i64);
     for b in &batches {
-        let t = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
-        let t = t.as_primitive::<Int64Type>();
-        for i in (0..t.len()).filter(|&i| !t.is_null(i)) {
-            let day = t.value(i).div_euclid(DAY);
-            if days.last() != Some(&day) {
-                days.push(day);
-            }
+        let day = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
+        let n = datafusion::arrow::compute::cast(b.column(1), &DataType::Int64)?;
+        let (day, n) = (
+            day.as_primitive::<Int64Type>(),
+            n.as_primitive::<Int64Type>(),
+        );
+        for i in (0..b.num_rows()).filter(|&i| !day.is_null(i)) {
+            days.push(day.value(i));
+            rows += n.value(i);
         }
+    }
+    if rows <= policy.min_rows {
+        return Ok(Vec::new());
     }
     let first = usize::try_from(policy.first_days.max(1)).unwrap_or(usize::MAX);
     let step = usize::try_from(policy.slice_days).unwrap_or(usize::MAX);
     // The start of the day each slice stops before: sales remain from there on.
-    Ok(days
-        .iter()
-        .skip(first)
-        .step_by(step)
-        .map(|d| d * DAY)
-        .collect())
+    Ok(days.into_iter().skip(first).step_by(step).collect())
 }
 
 async fn run_leased(lake: &Lake, options: &RunOptions, lease: &Lease) -> Result<RunSummary> {
