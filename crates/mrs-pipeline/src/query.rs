@@ -4,7 +4,7 @@
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::compute::cast;
-use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::object_store::ObjectStoreExt;
 use datafusion::object_store::path::Path as ObjectPath;
@@ -43,6 +43,17 @@ pub(crate) fn micros(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i
     for b in batches {
         let c = cast(b.column(col), &utc())?;
         let c = c.as_primitive::<TimestampMicrosecondType>();
+        out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
+    }
+    Ok(out)
+}
+
+/// One integer column of a query's result, as `i64` (NULL as `None`).
+pub(crate) fn i64s(batches: &[RecordBatch], col: usize) -> Result<Vec<Option<i64>>> {
+    let mut out = Vec::new();
+    for b in batches {
+        let c = cast(b.column(col), &DataType::Int64)?;
+        let c = c.as_primitive::<Int64Type>();
         out.extend((0..c.len()).map(|i| c.is_valid(i).then(|| c.value(i))));
     }
     Ok(out)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimestampMicrosecondType};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
@@ -24,7 +24,7 @@ use serde::Serialize;
 use crate::lake::Lake;
 use crate::lease::{Lease, LeaseConfig};
 use crate::migrations;
-use crate::query::collect;
+use crate::query::{collect, i64s, micros};
 use crate::script::{STAGES, VIEWS, run_script, run_statement, run_views};
 use crate::session::{new_context, session_config};
 
@@ -183,18 +183,8 @@ pub const FEEDS: &[(&str, &str)] = &[
 ];
 
 async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    let value = batches
-        .iter()
-        .find(|b| b.num_rows() > 0)
-        .map(|b| {
-            let col = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
-            let col = col.as_primitive::<Int64Type>();
-            Ok::<_, DataFusionError>(if col.is_null(0) { 0 } else { col.value(0) })
-        })
-        .transpose()?
-        .unwrap_or(0);
-    Ok(value)
+    let batches = collect(ctx, sql).await?;
+    Ok(i64s(&batches, 0)?.into_iter().next().flatten().unwrap_or(0))
 }
 
 async fn scalar_ts(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
@@ -346,23 +336,12 @@ async fn backfill_slice_ends(lake: &Lake, options: &RunOptions) -> Result<Vec<i6
     // slice, not years of empty slices.
     let batches = collect(
         &ctx,
-        "SELECT CAST(date_trunc('day', ts) AS BIGINT) AS day_start, count(*) AS n \
-         FROM sales_screened WHERE reason IS NULL GROUP BY 1 ORDER BY 1",
+        "SELECT date_trunc('day', ts) AS day_start, count(*) AS n \
+         FROM sales_screened WHERE reason IS NULL AND ts IS NOT NULL GROUP BY 1 ORDER BY 1",
     )
     .await?;
-    let (mut days, mut rows) = (Vec::new(), 0i64);
-    for b in &batches {
-        let day = datafusion::arrow::compute::cast(b.column(0), &DataType::Int64)?;
-        let n = datafusion::arrow::compute::cast(b.column(1), &DataType::Int64)?;
-        let (day, n) = (
-            day.as_primitive::<Int64Type>(),
-            n.as_primitive::<Int64Type>(),
-        );
-        for i in (0..b.num_rows()).filter(|&i| !day.is_null(i)) {
-            days.push(day.value(i));
-            rows += n.value(i);
-        }
-    }
+    let days: Vec<i64> = micros(&batches, 0)?.into_iter().flatten().collect();
+    let rows: i64 = i64s(&batches, 1)?.into_iter().flatten().sum();
     if rows <= policy.min_rows {
         return Ok(Vec::new());
     }
