@@ -18,7 +18,7 @@
 //! | signal | value | phi | favours (hand-set weight) |
 //! |---|---|---|---|
 //! | `dq_integer_multiple` | `dq_integer_multiple_share` | value | Data Error 3.0 |
-//! | `dq_multiple_evidence` | `dq_multiple_evidence`: `-log10` of the chance of the window's exact multiples of 2, 3, 10, 100 or 1000 | `(value - 2) / 8` | Data Error 3.0 |
+//! | `dq_multiple_evidence` | `dq_multiple_evidence`: `-log10` of the chance of the window's exact multiples of 2, 3, 10, 100 or 1000 | `(value - 2) / 4` | Data Error 3.0 |
 //! | `dq_zero_catchup` | `dq_catchup` when `dq_zero_share > 0`, else 0 | value | Data Error 3.0 |
 //! | `zero_without_catchup` | `dq_zero_share * (1 - dq_catchup)` | value | Operational 2.0 |
 //! | `dq_stuck` | `dq_stuck_share` | value | Data Error 2.5 |
@@ -331,7 +331,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "deep_drop" => -v,
         "isolated" | "isolated_spike" => 1.0 - v / 3.0,
         "dq_ratio_large" => (v - 3.0) / 7.0,
-        "dq_multiple_evidence" => (v - 2.0) / 8.0,
+        "dq_multiple_evidence" => (v - 2.0) / 4.0,
         "many_affected_skus" => (v - 3.0) / 10.0,
         _ => v,
     };

@@ -59,10 +59,10 @@ pub const DEFAULT_END_AFTER: usize = 3;
 /// Multiples that mark a data error (duplicated feeds, unit slips).
 const MULTIPLES: [f64; 5] = [2.0, 3.0, 10.0, 100.0, 1000.0];
 /// Factors whose exact multiples are counted for `dq_multiple_evidence`, and whether only the
-/// alerting (spike) cells are counted: a duplicated feed (2, 3) doubles every value of the
-/// window, a unit slip (10, 100, 1000) only those of a few SKUs, which alert. Counting every
+/// cells in excess (`z >= ` [`EXCESS_Z`]) are counted: a duplicated feed (2, 3) doubles every
+/// value of the window, a unit slip (10, 100, 1000) only those of a few SKUs. Counting every
 /// positive value keeps the chance of a multiple of 2 or 3 near or below `1/k` for Poisson-like
-/// counts; a unit slip among a store's many ordinary values needs the alerting cells alone.
+/// counts; a unit slip among a store's many ordinary values needs the cells in excess alone.
 const DIVISORS: [(f64, bool); 5] = [
     (2.0, false),
     (3.0, false),
@@ -70,6 +70,13 @@ const DIVISORS: [(f64, bool); 5] = [
     (100.0, true),
     (1000.0, true),
 ];
+/// Cell `z` from which a value counts as in excess for the multiples of 10, 100 and 1000. Not
+/// the alert threshold: a slipped low-volume SKU (20 where 2 was expected) often stays below it,
+/// the store total or the other slipped SKUs carrying the alert, and its values are then the
+/// whole signature (a x10 slip on two SKUs of an evaluation lake counted none of its four
+/// values). Above 2 sigma, a count of a small or mid-sized mean lands on a multiple of 10 about
+/// one time in 10 or less, so the binomial null stays conservative.
+const EXCESS_Z: f64 = 2.0;
 
 /// Detector settings.
 #[derive(Debug, Clone, Copy)]
@@ -716,17 +723,7 @@ pub fn detect_store_resumable(
                 }
                 seen = true;
                 let (baseline, z) = cell_at(b);
-                if y[b] > 0.0 {
-                    let alerting = z >= cfg.z_alert;
-                    for (&(k, alerting_only), c) in DIVISORS.iter().zip(counts.iter_mut()) {
-                        if alerting || !alerting_only {
-                            c.0 += 1;
-                            if (y[b] / k).fract() == 0.0 {
-                                c.1 += 1;
-                            }
-                        }
-                    }
-                }
+                count_multiples(counts, y[b], z);
                 act += y[b];
                 base += if baseline.is_nan() { y[b] } else { baseline };
                 let sc = score_of(z, cfg.z_alert);
@@ -831,6 +828,23 @@ pub fn detect_store_resumable(
         _ => None,
     };
     Ok((reports, new_checkpoint))
+}
+
+/// Counts one cell value for [`multiple_evidence`]: per divisor, whether it is counted (positive,
+/// and in excess where the divisor asks for it) and whether it is an exact multiple.
+fn count_multiples(counts: &mut [(u32, u32); DIVISORS.len()], y: f64, z: f64) {
+    if y <= 0.0 {
+        return;
+    }
+    let in_excess = z >= EXCESS_Z;
+    for (&(k, excess_only), c) in DIVISORS.iter().zip(counts.iter_mut()) {
+        if in_excess || !excess_only {
+            c.0 += 1;
+            if (y / k).fract() == 0.0 {
+                c.1 += 1;
+            }
+        }
+    }
 }
 
 /// `-log10` of the chance that so many of a window's cell values are exact multiples, for the
@@ -1039,6 +1053,34 @@ mod tests {
         c[2] = (3, 1);
         assert!(multiple_evidence(&c) < 1.0);
         assert_eq!(multiple_evidence(&[(0, 0); DIVISORS.len()]), 0.0);
+    }
+
+    #[test]
+    fn slipped_values_below_the_alert_threshold_count() {
+        // A x10 slip of a volatile low-volume SKU: 20, 20 and 10 where 2 and 1 were expected
+        // are in excess (z 2.5-3) without alerting; the ordinary values around them are not
+        // counted for 10, and a value at z 1 that happens to be 10 is not either.
+        let mut c = [(0, 0); DIVISORS.len()];
+        for (y, z) in [
+            (20.0, 3.0),
+            (20.0, 2.6),
+            (10.0, 2.5),
+            (3.0, 0.4),
+            (1.0, -0.2),
+            (0.0, -1.0),
+        ] {
+            count_multiples(&mut c, y, z);
+        }
+        assert_eq!(
+            c[2],
+            (3, 3),
+            "three values in excess, three multiples of 10"
+        );
+        assert!((multiple_evidence(&c) - 3.0).abs() < 1e-9);
+        count_multiples(&mut c, 10.0, 1.0);
+        assert_eq!(c[2], (3, 3));
+        // every positive value counts for 2 and 3
+        assert_eq!(c[0], (6, 4));
     }
 
     #[test]
