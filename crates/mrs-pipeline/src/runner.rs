@@ -13,9 +13,9 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use datafusion::arrow::datatypes::{DataType, Field, Schema, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::datasource::MemTable;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::prelude::SessionContext;
@@ -188,22 +188,8 @@ async fn scalar_i64(ctx: &SessionContext, sql: &str) -> Result<i64> {
 }
 
 async fn scalar_ts(ctx: &SessionContext, sql: &str) -> Result<Option<i64>> {
-    let batches = ctx.sql(sql).await?.collect().await?;
-    for b in batches {
-        if b.num_rows() == 0 {
-            continue;
-        }
-        let col = datafusion::arrow::compute::cast(
-            b.column(0),
-            &DataType::Timestamp(
-                datafusion::arrow::datatypes::TimeUnit::Microsecond,
-                Some("UTC".into()),
-            ),
-        )?;
-        let col = col.as_primitive::<TimestampMicrosecondType>();
-        return Ok((!col.is_null(0)).then(|| col.value(0)));
-    }
-    Ok(None)
+    let batches = collect(ctx, sql).await?;
+    Ok(micros(&batches, 0)?.into_iter().next().flatten())
 }
 
 async fn total_log_rows(ctx: &SessionContext) -> Result<i64> {
