@@ -24,7 +24,7 @@ pub mod model;
 
 /// The detector's version, written with every report (`detector_version`) and with every
 /// checkpoint: a checkpoint of another version is never resumed.
-pub const DETECTOR_VERSION: &str = "mrs-detect 0.8";
+pub const DETECTOR_VERSION: &str = "mrs-detect 0.9";
 
 static MRS_DETECT: LazyLock<Arc<AggregateUDF>> = LazyLock::new(|| {
     Arc::new(AggregateUDF::new_from_impl(

@@ -590,8 +590,16 @@ pub fn detect_store_resumable(
                 }
             };
             let excess = actual - baseline;
+            // Units the store was expected to sell in a bucket, and their variance.
+            let expected_cell = |b: usize| {
+                let v = store.variance(b);
+                (
+                    store_baseline(b).max(0.0),
+                    if v.is_finite() { v } else { 0.0 },
+                )
+            };
             let catchup = if w.direction > 0 {
-                let mut missed = 0.0;
+                let (mut missed, mut missed_var) = (0.0, 0.0);
                 let mut b = s;
                 // At most MAX_PROFILE grid buckets back: a resumed run sees that far.
                 while b > 0 && s - b < MAX_PROFILE {
@@ -602,22 +610,24 @@ pub fn detect_store_resumable(
                     if total[b] != 0.0 {
                         break;
                     }
-                    missed += store_baseline(b).max(0.0);
+                    let (m, v) = expected_cell(b);
+                    missed += m;
+                    missed_var += v;
                 }
-                if missed > 0.0 {
-                    (1.0 - (excess - missed).abs() / missed).clamp(0.0, 1.0)
-                } else {
-                    0.0
-                }
+                catchup_score(missed, missed_var, excess, var)
             } else {
-                // A drop's zeros followed by a spike repaying them: the window's zero buckets
-                // (and zeros after it) against the excess of the first non-zero bucket after
-                // them. Only buckets up to the one that closed the window are read, so the
-                // report's last snapshot (written when it closes) holds it in every run.
-                let mut missed: f64 = (s..=l)
-                    .filter(|&b| present[b] && total[b] == 0.0)
-                    .map(|b| store_baseline(b).max(0.0))
-                    .sum();
+                // A drop followed by a spike repaying it: the units the window lacks (and the
+                // zeros after it) against the excess of the first non-zero bucket after them.
+                // An outage that only thins sales lacks units in buckets that are not zero,
+                // which no catch-up repays. Only buckets up to the one that closed the window
+                // are read, so the report's last snapshot (written when it closes) holds it in
+                // every run.
+                let (mut missed, mut missed_var) = (0.0, 0.0);
+                for b in (s..=l).filter(|&b| present[b]) {
+                    let (m, v) = expected_cell(b);
+                    missed += (m - total[b]).max(0.0);
+                    missed_var += v;
+                }
                 let horizon = w.closed_at.unwrap_or(len - 1).min(len - 1);
                 let mut repaid = None;
                 for b in l + 1..=horizon {
@@ -625,15 +635,21 @@ pub fn detect_store_resumable(
                         continue;
                     }
                     if total[b] == 0.0 {
-                        missed += store_baseline(b).max(0.0);
+                        let (m, v) = expected_cell(b);
+                        missed += m;
+                        missed_var += v;
                         continue;
                     }
-                    repaid = Some(total[b] - store_baseline(b));
+                    let v = store.variance(b);
+                    repaid = Some((
+                        total[b] - store_baseline(b),
+                        if v.is_finite() { v } else { 0.0 },
+                    ));
                     break;
                 }
                 match repaid {
-                    Some(r) if missed > 0.0 => (1.0 - (r - missed).abs() / missed).clamp(0.0, 1.0),
-                    _ => 0.0,
+                    Some((r, r_var)) => catchup_score(missed, missed_var, r, r_var),
+                    None => 0.0,
                 }
             };
             Report {
@@ -828,6 +844,31 @@ pub fn detect_store_resumable(
         _ => None,
     };
     Ok((reports, new_checkpoint))
+}
+
+/// How well `repaid` units (the excess of the first bucket after a zero run) repay the
+/// `missed` units the run should have sold, in [0, 1]. A feed's catch-up repays what it
+/// withheld, which the baseline only estimates: a gap within two standard deviations of the
+/// noise of both is forgiven, and beyond that the score falls with the gap relative to
+/// `missed`. It is scaled down when the missed units or the repayment are within noise of
+/// nothing (a night's zeros, an ordinary bucket after an outage).
+fn catchup_score(missed: f64, missed_var: f64, repaid: f64, repaid_var: f64) -> f64 {
+    if !(missed > 0.0 && repaid.is_finite()) {
+        return 0.0;
+    }
+    let gap = ((repaid - missed).abs() - 2.0 * (missed_var + repaid_var).sqrt()).max(0.0);
+    let closeness = (1.0 - gap / missed).clamp(0.0, 1.0);
+    let z = |x: f64, var: f64| {
+        if var > 0.0 {
+            x / var.sqrt()
+        } else if x > 0.0 {
+            f64::INFINITY
+        } else {
+            0.0
+        }
+    };
+    let clear_of_noise = z(missed, missed_var).min(z(repaid, repaid_var));
+    closeness * ((clear_of_noise - 1.0) / 2.0).clamp(0.0, 1.0)
 }
 
 /// Counts one cell value for [`multiple_evidence`]: per divisor, whether it is counted (positive,
@@ -1053,6 +1094,25 @@ mod tests {
         c[2] = (3, 1);
         assert!(multiple_evidence(&c) < 1.0);
         assert_eq!(multiple_evidence(&[(0, 0); DIVISORS.len()]), 0.0);
+    }
+
+    #[test]
+    fn catch_up_is_read_against_the_noise_of_what_was_missed() {
+        // An exact repayment of a clear zero run.
+        assert!(catchup_score(60.0, 90.0, 60.0, 40.0) > 0.99);
+        // Two hours whose baseline (67) overestimates what the feed withheld: the catch-up
+        // bucket repays 37. The relative gap alone (0.45) read it as half a catch-up; the gap
+        // beyond twice the noise (11.4 units) is 7.
+        let noisy = catchup_score(67.0, 100.0, 37.0, 30.0);
+        assert!(noisy > 0.85, "{noisy}");
+        // After an outage the next bucket is ordinary: nothing is repaid.
+        assert_eq!(catchup_score(67.0, 100.0, 2.0, 30.0), 0.0);
+        // A night's zeros (0.8 units expected) before a small spike are within noise.
+        assert_eq!(catchup_score(0.8, 4.0, 3.0, 3.0), 0.0);
+        // A repayment four times the missed units is no catch-up.
+        assert_eq!(catchup_score(40.0, 60.0, 160.0, 40.0), 0.0);
+        assert_eq!(catchup_score(0.0, 0.0, 50.0, 40.0), 0.0);
+        assert_eq!(catchup_score(50.0, 60.0, f64::NAN, 40.0), 0.0);
     }
 
     #[test]
