@@ -1101,8 +1101,8 @@ mod tests {
         // An exact repayment of a clear zero run.
         assert!(catchup_score(60.0, 90.0, 60.0, 40.0) > 0.99);
         // Two hours whose baseline (67) overestimates what the feed withheld: the catch-up
-        // bucket repays 37. The relative gap alone (0.45) read it as half a catch-up; the gap
-        // beyond twice the noise (11.4 units) is 7.
+        // bucket repays 37. The relative gap alone scored it 0.55; the gap beyond twice the
+        // noise (11.4 units) is 7.
         let noisy = catchup_score(67.0, 100.0, 37.0, 30.0);
         assert!(noisy > 0.85, "{noisy}");
         // After an outage the next bucket is ordinary: nothing is repaid.
