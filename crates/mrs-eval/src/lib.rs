@@ -15,14 +15,15 @@
 //! the model must clear: a generator on which it scores >= 0.7 in both recall and precision is
 //! too easy.
 //!
-//! Two further readings sit beside those strict per-report figures (README "Evaluation"):
+//! Further readings sit beside those strict per-report figures (README "Evaluation"):
 //! attribution *by anomaly* (each detected true anomaly gets the cause its reports give it
 //! together: the mean of the top-3 probability vectors of the reports credited to it by
-//! SKU-aware matching, or of all that overlap it when none is) and cohorts under *SKU-aware
-//! matching* (a report is credited to the overlapping anomaly at its store whose SKUs include
-//! the report's leading SKU, else to the one with the largest overlap), which stops a report
-//! led by one event's SKU at a store that two concurrent events share from counting for the
-//! other.
+//! SKU-aware matching, or of all that overlap it when none is), and per-report attribution
+//! (`attribution.sku_matched`: top-1, top-3, per cause, calibration, High tier) and cohorts
+//! under *SKU-aware matching* (a report is credited to the overlapping anomaly at its store
+//! whose SKUs include the report's leading SKU, else to the one with the largest overlap),
+//! which stops a report led by one event's SKU at a store that two concurrent events share
+//! from counting for the other.
 //!
 //! The JSON keys are stable (see [`EvalReport`] and README "Evaluation"): detection recall,
 //! event-level precision and F1, report-level precision, recall by magnitude (>= 3 and < 3
@@ -114,6 +115,20 @@ pub struct AttributionMetrics {
     pub per_cause: BTreeMap<String, CauseAccuracy>,
     /// Per detected true anomaly: the cause its overlapping reports give it together.
     pub by_anomaly: AnomalyAttribution,
+    /// The same per-report scores with the SKU-aware matching (module header).
+    pub sku_matched: SkuMatchedAttribution,
+}
+
+/// Per-report attribution under the SKU-aware matching: a report at a store that two
+/// concurrent anomalies share is scored against the one whose SKUs include its leading SKU.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SkuMatchedAttribution {
+    pub top1: f64,
+    pub top3: f64,
+    pub evaluated: usize,
+    pub per_cause: BTreeMap<String, CauseAccuracy>,
+    pub calibration: Vec<CalibrationBin>,
+    pub high_tier_precision: Option<f64>,
 }
 
 /// Attribution per detected true anomaly: the anomaly's cause vector is the mean over the
@@ -420,6 +435,84 @@ async fn naive_reports(ctx: &SessionContext, step_seconds: i64) -> Result<Vec<Pr
 }
 
 /// Per cause `(n, top-1 hits, top-3 hits)` as accuracies.
+/// Attribution scores of reports against the anomalies they are matched to.
+struct ReportScores {
+    top1: f64,
+    top3: f64,
+    evaluated: usize,
+    per_cause: BTreeMap<String, CauseAccuracy>,
+    calibration: Vec<CalibrationBin>,
+    high_tier_precision: Option<f64>,
+}
+
+impl ReportScores {
+    fn summary(&self) -> SkuMatchedAttribution {
+        SkuMatchedAttribution {
+            top1: self.top1,
+            top3: self.top3,
+            evaluated: self.evaluated,
+            per_cause: self.per_cause.clone(),
+            calibration: self.calibration.clone(),
+            high_tier_precision: self.high_tier_precision,
+        }
+    }
+}
+
+/// Top-1, top-3, per cause, reliability by decile and High-tier precision of the `(report,
+/// anomaly)` pairs.
+fn score_reports(
+    reports: &[PredictedReport],
+    truth: &[TruthAnomaly],
+    pairs: &[(usize, usize)],
+) -> ReportScores {
+    let mut per_cause: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
+    let (mut top1, mut top3) = (0usize, 0usize);
+    let mut bins = vec![(0usize, 0.0f64, 0usize); 10];
+    let (mut high_n, mut high_ok) = (0usize, 0usize);
+    for &(ri, ti) in pairs {
+        let r = &reports[ri];
+        let t = &truth[ti];
+        let ok1 = r.causes[0].as_deref() == Some(t.cause.as_str());
+        let ok3 = r
+            .causes
+            .iter()
+            .any(|c| c.as_deref() == Some(t.cause.as_str()));
+        top1 += usize::from(ok1);
+        top3 += usize::from(ok3);
+        let e = per_cause.entry(t.cause.clone()).or_default();
+        e.0 += 1;
+        e.1 += usize::from(ok1);
+        e.2 += usize::from(ok3);
+        if let Some(c) = r.confidence {
+            let d = ((c * 10.0).floor() as usize).min(9);
+            bins[d].0 += 1;
+            bins[d].1 += c;
+            bins[d].2 += usize::from(ok1);
+            if c >= mrs_core::taxonomy::TierThresholds::default().high {
+                high_n += 1;
+                high_ok += usize::from(ok1);
+            }
+        }
+    }
+    ReportScores {
+        top1: ratio(top1, pairs.len()),
+        top3: ratio(top3, pairs.len()),
+        evaluated: pairs.len(),
+        per_cause: accuracy_by_cause(per_cause),
+        calibration: bins
+            .iter()
+            .enumerate()
+            .map(|(d, (n, sum, ok))| CalibrationBin {
+                decile: d as f64 / 10.0,
+                n: *n,
+                mean_confidence: if *n > 0 { sum / *n as f64 } else { 0.0 },
+                accuracy: ratio(*ok, *n),
+            })
+            .collect(),
+        high_tier_precision: (high_n > 0).then(|| ratio(high_ok, high_n)),
+    }
+}
+
 fn accuracy_by_cause(
     counts: BTreeMap<String, (usize, usize, usize)>,
 ) -> BTreeMap<String, CauseAccuracy> {
@@ -613,37 +706,10 @@ pub fn evaluate(
     };
 
     // Attribution over matched reports.
-    let mut per_cause: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
-    let (mut top1, mut top3) = (0usize, 0usize);
-    let mut bins = vec![(0usize, 0.0f64, 0usize); 10];
-    let (mut high_n, mut high_ok) = (0usize, 0usize);
     let mut matched: Vec<(&usize, &usize)> = best.iter().collect();
     matched.sort();
-    for (ri, ti) in &matched {
-        let r = &reports[**ri];
-        let t = &truth[**ti];
-        let ok1 = r.causes[0].as_deref() == Some(t.cause.as_str());
-        let ok3 = r
-            .causes
-            .iter()
-            .any(|c| c.as_deref() == Some(t.cause.as_str()));
-        top1 += usize::from(ok1);
-        top3 += usize::from(ok3);
-        let e = per_cause.entry(t.cause.clone()).or_default();
-        e.0 += 1;
-        e.1 += usize::from(ok1);
-        e.2 += usize::from(ok3);
-        if let Some(c) = r.confidence {
-            let d = ((c * 10.0).floor() as usize).min(9);
-            bins[d].0 += 1;
-            bins[d].1 += c;
-            bins[d].2 += usize::from(ok1);
-            if c >= mrs_core::taxonomy::TierThresholds::default().high {
-                high_n += 1;
-                high_ok += usize::from(ok1);
-            }
-        }
-    }
+    let strict: Vec<(usize, usize)> = matched.iter().map(|(r, t)| (**r, **t)).collect();
+    let strict_scores = score_reports(reports, truth, &strict);
     // SKU-aware matching (module header).
     let mut sku_matched: Vec<(usize, usize)> = Vec::new();
     for (ri, r) in reports.iter().enumerate() {
@@ -708,27 +774,19 @@ pub fn evaluate(
         evaluated: an,
         per_cause: accuracy_by_cause(by_cause),
     };
+    let sku_scores = score_reports(reports, truth, &sku_matched);
     let attribution = AttributionMetrics {
-        top1: ratio(top1, matched.len()),
-        top3: ratio(top3, matched.len()),
-        evaluated: matched.len(),
-        per_cause: accuracy_by_cause(per_cause),
+        top1: strict_scores.top1,
+        top3: strict_scores.top3,
+        evaluated: strict_scores.evaluated,
+        per_cause: strict_scores.per_cause.clone(),
         by_anomaly,
+        sku_matched: sku_scores.summary(),
     };
-    let calibration = bins
-        .iter()
-        .enumerate()
-        .map(|(d, (n, sum, ok))| CalibrationBin {
-            decile: d as f64 / 10.0,
-            n: *n,
-            mean_confidence: if *n > 0 { sum / *n as f64 } else { 0.0 },
-            accuracy: ratio(*ok, *n),
-        })
-        .collect();
+    let calibration = strict_scores.calibration.clone();
 
     // Cohorts: pairwise agreement over matched reports, with the strict and the SKU-aware
     // matching.
-    let strict: Vec<(usize, usize)> = matched.iter().map(|(r, t)| (**r, **t)).collect();
     let (precision, recall, same_event, same_truth) = pairwise(reports, &strict);
     let (precision_sku, recall_sku, _, _) = pairwise(reports, &sku_matched);
     let cohort = CohortMetrics {
@@ -747,7 +805,7 @@ pub fn evaluate(
         attribution,
         cohort,
         calibration,
-        high_tier_precision: (high_n > 0).then(|| ratio(high_ok, high_n)),
+        high_tier_precision: strict_scores.high_tier_precision,
     }
 }
 
@@ -818,6 +876,11 @@ impl EvalReport {
                 ),
             );
         }
+        let k = &a.sku_matched;
+        line(
+            "  SKU-aware matching top-1/top-3",
+            format!("{:.3} / {:.3} (of {})", k.top1, k.top3, k.evaluated),
+        );
         let b = &a.by_anomaly;
         line(
             "attribution by anomaly top-1/top-3",
@@ -1026,6 +1089,28 @@ mod tests {
         assert_eq!(by.evaluated, 2);
         assert_eq!(by.top1, 0.5);
         assert_eq!(by.top3, 0.5);
+    }
+
+    #[test]
+    fn per_report_attribution_also_follows_the_lead() {
+        // A unit slip on P (hours 10-14) inside a viral event on Q (hours 8-30) at one store:
+        // the store's report, led by P and called a data error, overlaps the viral event longer.
+        let mut slip = truth("A", "Data Error", &["S1"], 10 * H, 14 * H, 5.0);
+        slip.skus.insert("P".into());
+        let mut viral = truth("B", "Social/Viral Event", &["S1"], 8 * H, 30 * H, 5.0);
+        viral.skus.insert("Q".into());
+        let mut r = report("r", "S1", 9 * H, 30 * H, "Data Error", "g1");
+        r.lead_sku = Some("P".into());
+        let e = evaluate(&[slip, viral], &[r], 1, 3600);
+        assert_eq!(
+            e.attribution.top1, 0.0,
+            "strict: scored against the viral event"
+        );
+        let k = &e.attribution.sku_matched;
+        assert_eq!((k.top1, k.evaluated), (1.0, 1));
+        assert_eq!(k.per_cause["Data Error"].n, 1);
+        assert!(!k.per_cause.contains_key("Social/Viral Event"));
+        assert_eq!(k.calibration.iter().map(|b| b.n).sum::<usize>(), 1);
     }
 
     #[test]
