@@ -116,13 +116,14 @@ pub struct AttributionMetrics {
     /// Per detected true anomaly: the cause its overlapping reports give it together.
     pub by_anomaly: AnomalyAttribution,
     /// The same per-report scores with the SKU-aware matching (module header).
-    pub sku_matched: SkuMatchedAttribution,
+    pub sku_matched: ReportAttribution,
 }
 
-/// Per-report attribution under the SKU-aware matching: a report at a store that two
-/// concurrent anomalies share is scored against the one whose SKUs include its leading SKU.
+/// Per-report attribution against the anomalies the reports are matched to (for
+/// `sku_matched`, a report at a store that two concurrent anomalies share is scored against the
+/// one whose SKUs include its leading SKU).
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
-pub struct SkuMatchedAttribution {
+pub struct ReportAttribution {
     pub top1: f64,
     pub top3: f64,
     pub evaluated: usize,
@@ -434,37 +435,13 @@ async fn naive_reports(ctx: &SessionContext, step_seconds: i64) -> Result<Vec<Pr
     Ok(out)
 }
 
-/// Per cause `(n, top-1 hits, top-3 hits)` as accuracies.
-/// Attribution scores of reports against the anomalies they are matched to.
-struct ReportScores {
-    top1: f64,
-    top3: f64,
-    evaluated: usize,
-    per_cause: BTreeMap<String, CauseAccuracy>,
-    calibration: Vec<CalibrationBin>,
-    high_tier_precision: Option<f64>,
-}
-
-impl ReportScores {
-    fn summary(&self) -> SkuMatchedAttribution {
-        SkuMatchedAttribution {
-            top1: self.top1,
-            top3: self.top3,
-            evaluated: self.evaluated,
-            per_cause: self.per_cause.clone(),
-            calibration: self.calibration.clone(),
-            high_tier_precision: self.high_tier_precision,
-        }
-    }
-}
-
 /// Top-1, top-3, per cause, reliability by decile and High-tier precision of the `(report,
 /// anomaly)` pairs.
 fn score_reports(
     reports: &[PredictedReport],
     truth: &[TruthAnomaly],
     pairs: &[(usize, usize)],
-) -> ReportScores {
+) -> ReportAttribution {
     let mut per_cause: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
     let (mut top1, mut top3) = (0usize, 0usize);
     let mut bins = vec![(0usize, 0.0f64, 0usize); 10];
@@ -494,7 +471,7 @@ fn score_reports(
             }
         }
     }
-    ReportScores {
+    ReportAttribution {
         top1: ratio(top1, pairs.len()),
         top3: ratio(top3, pairs.len()),
         evaluated: pairs.len(),
@@ -513,6 +490,7 @@ fn score_reports(
     }
 }
 
+/// Per cause `(n, top-1 hits, top-3 hits)` as accuracies.
 fn accuracy_by_cause(
     counts: BTreeMap<String, (usize, usize, usize)>,
 ) -> BTreeMap<String, CauseAccuracy> {
@@ -781,7 +759,7 @@ pub fn evaluate(
         evaluated: strict_scores.evaluated,
         per_cause: strict_scores.per_cause.clone(),
         by_anomaly,
-        sku_matched: sku_scores.summary(),
+        sku_matched: sku_scores,
     };
     let calibration = strict_scores.calibration.clone();
 
