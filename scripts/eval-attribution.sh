@@ -7,7 +7,7 @@
 # run the pipeline and evaluate. Prints per-seed and mean top-1, top-3, per-cause top-1/top-3,
 # high_tier_precision and cohort pairwise precision/recall (strict per-report matching), then the
 # by-anomaly attribution (aT1, aT3) and SKU-aware cohort figures (skP, skR), plus pooled per-cause
-# and calibration tables.
+# (strict, SKU-aware and by anomaly) and calibration tables.
 # Env: MRS (binary, default $CARGO_TARGET_DIR/release/mrs), PRESET (small), PREFIX (/tmp/asmall-).
 set -euo pipefail
 MRS=${MRS:-${CARGO_TARGET_DIR:-target}/release/mrs}
@@ -30,7 +30,7 @@ import json, sys
 out, seeds = sys.argv[1], sys.argv[2:]
 causes = ["Data Error", "Marketing Misattribution", "Competitor Stockout", "Social/Viral Event", "Operational/Store Issue"]
 short = {"Data Error": "DE", "Marketing Misattribution": "MM", "Competitor Stockout": "CS", "Social/Viral Event": "SV", "Operational/Store Issue": "OP"}
-rows, pooled, pooled_a = [], {}, {}
+rows, pooled, pooled_a, pooled_k, sku_n = [], {}, {}, {}, [0, 0.0, 0.0]
 cal = [[0, 0.0, 0] for _ in range(10)]
 print(f"{'seed':>5} {'n':>4} {'top1':>6} {'top3':>6} " + " ".join(f"{short[c]+'1':>6} {short[c]+'3':>6}" for c in causes) + f" {'high':>6} {'nHigh':>5} {'coP':>6} {'coR':>6} {'recall':>6} {'aT1':>6} {'aT3':>6} {'skP':>6} {'skR':>6}")
 def fmt(x):
@@ -54,6 +54,12 @@ for s in seeds:
         if pa:
             p = pooled_a.setdefault(cz, [0, 0.0, 0.0])
             p[0] += pa["n"]; p[1] += pa["top1"] * pa["n"]; p[2] += pa["top3"] * pa["n"]
+    k = a.get("sku_matched")
+    if k:
+        sku_n[0] += k["evaluated"]; sku_n[1] += k["top1"] * k["evaluated"]; sku_n[2] += k["top3"] * k["evaluated"]
+        for cz, pc in k["per_cause"].items():
+            p = pooled_k.setdefault(cz, [0, 0.0, 0.0])
+            p[0] += pc["n"]; p[1] += pc["top1"] * pc["n"]; p[2] += pc["top3"] * pc["n"]
     for b in r["calibration"]:
         d = int(round(b["decile"] * 10))
         cal[d][0] += b["n"]; cal[d][1] += b["mean_confidence"] * b["n"]; cal[d][2] += b["accuracy"] * b["n"]
@@ -67,6 +73,8 @@ print(f"{'mean':>5} {'':>4} {fmt(mean('top1'))} {fmt(mean('top3'))} " + " ".join
       f" {fmt(mean('aT1'))} {fmt(mean('aT3'))} {fmt(mean('skP'))} {fmt(mean('skR'))}")
 print("pooled per cause (n, top1, top3): " + "; ".join(f"{short[c]} {p[0]} {p[1]/p[0]:.3f} {p[2]/p[0]:.3f}" for c, p in pooled.items() if p[0]))
 print("pooled per cause by anomaly (n, top1, top3): " + "; ".join(f"{short[c]} {p[0]} {p[1]/p[0]:.3f} {p[2]/p[0]:.3f}" for c, p in pooled_a.items() if p[0]))
+if sku_n[0]:
+    print(f"pooled per report, SKU-aware matching: top1 {sku_n[1]/sku_n[0]:.3f} top3 {sku_n[2]/sku_n[0]:.3f}; " + "; ".join(f"{short[c]} {p[0]} {p[1]/p[0]:.3f} {p[2]/p[0]:.3f}" for c, p in pooled_k.items() if p[0] and c in short))
 print("pooled calibration (decile: n, mean confidence, accuracy):")
 for d, (n, sc, sa) in enumerate(cal):
     if n:
