@@ -687,7 +687,14 @@ pub fn evaluate(
     let mut matched: Vec<(&usize, &usize)> = best.iter().collect();
     matched.sort();
     let strict: Vec<(usize, usize)> = matched.iter().map(|(r, t)| (**r, **t)).collect();
-    let strict_scores = score_reports(reports, truth, &strict);
+    let ReportAttribution {
+        top1,
+        top3,
+        evaluated,
+        per_cause,
+        calibration,
+        high_tier_precision,
+    } = score_reports(reports, truth, &strict);
     // SKU-aware matching (module header).
     let mut sku_matched: Vec<(usize, usize)> = Vec::new();
     for (ri, r) in reports.iter().enumerate() {
@@ -752,16 +759,14 @@ pub fn evaluate(
         evaluated: an,
         per_cause: accuracy_by_cause(by_cause),
     };
-    let sku_scores = score_reports(reports, truth, &sku_matched);
     let attribution = AttributionMetrics {
-        top1: strict_scores.top1,
-        top3: strict_scores.top3,
-        evaluated: strict_scores.evaluated,
-        per_cause: strict_scores.per_cause.clone(),
+        top1,
+        top3,
+        evaluated,
+        per_cause,
         by_anomaly,
-        sku_matched: sku_scores,
+        sku_matched: score_reports(reports, truth, &sku_matched),
     };
-    let calibration = strict_scores.calibration.clone();
 
     // Cohorts: pairwise agreement over matched reports, with the strict and the SKU-aware
     // matching.
@@ -783,7 +788,7 @@ pub fn evaluate(
         attribution,
         cohort,
         calibration,
-        high_tier_precision: strict_scores.high_tier_precision,
+        high_tier_precision,
     }
 }
 

@@ -640,11 +640,8 @@ pub fn detect_store_resumable(
                         missed_var += v;
                         continue;
                     }
-                    let v = store.variance(b);
-                    repaid = Some((
-                        total[b] - store_baseline(b),
-                        if v.is_finite() { v } else { 0.0 },
-                    ));
+                    let (_, v) = expected_cell(b);
+                    repaid = Some((total[b] - store_baseline(b), v));
                     break;
                 }
                 match repaid {
