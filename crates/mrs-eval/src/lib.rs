@@ -23,7 +23,9 @@
 //! under *SKU-aware matching* (a report is credited to the overlapping anomaly at its store
 //! whose SKUs include the report's leading SKU, else to the one with the largest overlap),
 //! which stops a report led by one event's SKU at a store that two concurrent events share
-//! from counting for the other.
+//! from counting for the other. The cohort section also scores, under the strict matching, the
+//! grouping of reports by their SKU-aware anomaly: the strict figure a cohort rule that follows
+//! the SKUs leading the reports can reach.
 //!
 //! The JSON keys are stable (see [`EvalReport`] and README "Evaluation"): detection recall,
 //! event-level precision and F1, report-level precision, recall by magnitude (>= 3 and < 3
@@ -156,6 +158,12 @@ pub struct CohortMetrics {
     /// The same pairwise figures with SKU-aware matching (module header).
     pub pairwise_precision_sku_matched: f64,
     pub pairwise_recall_sku_matched: f64,
+    /// The strict pairwise figures of an oracle grouping: every report grouped with the anomaly
+    /// the SKU-aware matching credits it to. What a cohort rule that groups reports exactly by
+    /// the SKUs leading them would score under the strict matching (its ceiling where two
+    /// concurrent anomalies share stores).
+    pub strict_ceiling_precision: f64,
+    pub strict_ceiling_recall: f64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -513,12 +521,22 @@ fn accuracy_by_cause(
 /// that share the anomaly), recall (pairs of one anomaly that share an event), and the two
 /// pair counts. No pairs count as 1.
 fn pairwise(reports: &[PredictedReport], matched: &[(usize, usize)]) -> (f64, f64, usize, usize) {
-    let group = |r: usize| {
-        reports[r]
-            .group_id
-            .as_deref()
-            .unwrap_or(&reports[r].report_id)
-    };
+    pairwise_by(
+        |r| {
+            reports[r]
+                .group_id
+                .as_deref()
+                .unwrap_or(&reports[r].report_id)
+        },
+        matched,
+    )
+}
+
+/// [`pairwise`] with the events given by `group` (a report index to its event).
+fn pairwise_by<G: PartialEq>(
+    group: impl Fn(usize) -> G,
+    matched: &[(usize, usize)],
+) -> (f64, f64, usize, usize) {
     let (mut same_event, mut same_event_true, mut same_truth, mut same_truth_event) = (0, 0, 0, 0);
     for (a, (ra, ta)) in matched.iter().enumerate() {
         for (rb, tb) in matched.iter().skip(a + 1) {
@@ -772,6 +790,9 @@ pub fn evaluate(
     // matching.
     let (precision, recall, same_event, same_truth) = pairwise(reports, &strict);
     let (precision_sku, recall_sku, _, _) = pairwise(reports, &sku_matched);
+    let credited: HashMap<usize, usize> = sku_matched.iter().copied().collect();
+    let (ceiling_precision, ceiling_recall, _, _) =
+        pairwise_by(|r| credited.get(&r).copied(), &strict);
     let cohort = CohortMetrics {
         pairwise_precision: precision,
         pairwise_recall: recall,
@@ -779,6 +800,8 @@ pub fn evaluate(
         pairs_same_truth: same_truth,
         pairwise_precision_sku_matched: precision_sku,
         pairwise_recall_sku_matched: recall_sku,
+        strict_ceiling_precision: ceiling_precision,
+        strict_ceiling_recall: ceiling_recall,
     };
     EvalReport {
         lake: String::new(),
@@ -882,6 +905,13 @@ impl EvalReport {
             format!(
                 "{:.3} / {:.3}",
                 self.cohort.pairwise_precision_sku_matched, self.cohort.pairwise_recall_sku_matched
+            ),
+        );
+        line(
+            "  strict, grouped by SKU-aware match",
+            format!(
+                "{:.3} / {:.3}",
+                self.cohort.strict_ceiling_precision, self.cohort.strict_ceiling_recall
             ),
         );
         line(
@@ -1066,6 +1096,10 @@ mod tests {
         assert_eq!(e.cohort.pairwise_recall, 0.0);
         assert_eq!(e.cohort.pairwise_precision_sku_matched, 1.0);
         assert_eq!(e.cohort.pairwise_recall_sku_matched, 1.0);
+        // Grouped by the SKUs that lead them ({r1, r2} and {r3}), the strict matching still
+        // counts r1-r2 as a false pair and r2-r3 as a missed one.
+        assert_eq!(e.cohort.strict_ceiling_precision, 0.0);
+        assert_eq!(e.cohort.strict_ceiling_recall, 0.0);
         // By anomaly: A from r1 and r2 (credited by their lead, both Social: right), B from r3
         // alone (Data Error 0.9 + 0.1, no Social among its causes: wrong in top 1 and top 3).
         let by = &e.attribution.by_anomaly;
