@@ -66,6 +66,7 @@
 //! | `isolated_spike` | the `isolated` value, spikes only (a one-store spike on few SKUs: unit slips, duplicates) | `1 - value / 3` | (fitted only) |
 //! | `dq_ratio_large` | `dq_ratio`, spikes only | `(value - 3) / 7` | (fitted only) |
 //! | `catchup_after_zeros` | `preceding_zero_share`, spikes only: the zero share of a drop at the store that began before the spike and was still anomalous at most 3 hours before it began (a feed's zero run, then its catch-up as a report of its own) | value | (fitted only) |
+//! | `sold_below_zero` | `relative_change`, drops whose window sums below zero: units that no store sells, a feed's negated values outweighing the rest | `(-value - 1) / 0.1` | (fitted only) |
 //!
 //! Every phi is clamped to [0, 1]. Duration comes from the profile's timestamps, else from
 //! `duration_buckets` read as hours. Hand-set: temperature 1.5, priors 0.
@@ -329,6 +330,7 @@ pub fn phi_of(name: &str, v: f64) -> f64 {
         "co_sku_retailers" => (v - 1.0) / 2.0,
         "social_uplift" | "social_uplift_any" => (v - 1.0) / 3.0,
         "deep_drop" => -v,
+        "sold_below_zero" => (-v - 1.0) / 0.1,
         "isolated" | "isolated_spike" => 1.0 - v / 3.0,
         "dq_ratio_large" => (v - 3.0) / 7.0,
         "dq_multiple_evidence" => (v - 2.0) / 4.0,
@@ -476,6 +478,10 @@ pub fn signals(f: &Features) -> Vec<Signal> {
         push("drop_direction", 1.0);
         if let Some(r) = f.relative_change {
             push("deep_drop", r);
+            // An outage can take sales to zero, never below: only negated values do that.
+            if r < -1.0 {
+                push("sold_below_zero", r);
+            }
         }
     }
     if let (Some(a), Some(t)) = (f.affected_skus, f.total_skus.filter(|t| *t > 0.0)) {
@@ -804,6 +810,25 @@ mod tests {
         };
         assert_eq!(value(&drop), None, "a drop is the zero run itself");
         assert_eq!(value(&base("spike")), None);
+    }
+
+    #[test]
+    fn only_a_window_summing_below_zero_is_sold_below_zero() {
+        let value = |relative_change: f64, direction: &str| {
+            let f = Features {
+                relative_change: Some(relative_change),
+                ..base(direction)
+            };
+            signals(&f)
+                .iter()
+                .find(|s| s.name == "sold_below_zero")
+                .map(|s| s.phi)
+        };
+        assert_eq!(value(-1.0, "drop"), None, "a store that sold nothing");
+        assert_eq!(value(-0.9, "drop"), None);
+        assert!(value(-1.05, "drop").is_some_and(|phi| (phi - 0.5).abs() < 1e-9));
+        assert_eq!(value(-1.4, "drop"), Some(1.0));
+        assert_eq!(value(-1.4, "spike"), None, "drops only");
     }
 
     #[test]

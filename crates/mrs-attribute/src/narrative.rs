@@ -59,6 +59,8 @@ fn phrase(signal: &str) -> &'static str {
         "zero_feed_wide" => "zero sales reported across the retailer's feed at once",
         "isolated_spike" => "a spike at this store alone",
         "dq_ratio_large" => "actual units many times the baseline",
+        "catchup_after_zeros" => "a spike right after the store's feed showed zeros",
+        "sold_below_zero" => "sales summing below zero, which only negated values give",
         _ => "the combined evidence",
     }
 }

@@ -73,6 +73,7 @@ pub const SIGNALS: &[&str] = &[
     "dq_ratio_large",
     "dq_multiple_evidence",
     "catchup_after_zeros",
+    "sold_below_zero",
 ];
 
 /// One labelled report.

@@ -270,7 +270,7 @@ async fn train_attribution(lakes: &[String], out: &str) -> Result<()> {
         samples.extend(got);
     }
     let version = format!(
-        "mrs-attribute-mlr-7 (multinomial logistic regression on {} reports of {})",
+        "mrs-attribute-mlr-8 (multinomial logistic regression on {} reports of {})",
         samples.len(),
         lakes.join(", ")
     );
