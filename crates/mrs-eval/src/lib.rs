@@ -160,8 +160,8 @@ pub struct CohortMetrics {
     pub pairwise_recall_sku_matched: f64,
     /// The strict pairwise figures of an oracle grouping: every report grouped with the anomaly
     /// the SKU-aware matching credits it to. What a cohort rule that groups reports exactly by
-    /// the SKUs leading them would score under the strict matching (its ceiling where two
-    /// concurrent anomalies share stores).
+    /// the SKUs leading them would score under the strict matching; only a rule that followed
+    /// the time overlaps the strict matching credits by could score higher.
     pub strict_ceiling_precision: f64,
     pub strict_ceiling_recall: f64,
 }
