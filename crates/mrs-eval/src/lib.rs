@@ -702,9 +702,8 @@ pub fn evaluate(
     };
 
     // Attribution over matched reports.
-    let mut matched: Vec<(&usize, &usize)> = best.iter().collect();
-    matched.sort();
-    let strict: Vec<(usize, usize)> = matched.iter().map(|(r, t)| (**r, **t)).collect();
+    let mut strict: Vec<(usize, usize)> = best.iter().map(|(r, t)| (*r, *t)).collect();
+    strict.sort_unstable();
     let ReportAttribution {
         top1,
         top3,
@@ -790,9 +789,9 @@ pub fn evaluate(
     // matching.
     let (precision, recall, same_event, same_truth) = pairwise(reports, &strict);
     let (precision_sku, recall_sku, _, _) = pairwise(reports, &sku_matched);
-    let credited: HashMap<usize, usize> = sku_matched.iter().copied().collect();
+    let sku_anomaly_of: HashMap<usize, usize> = sku_matched.iter().copied().collect();
     let (ceiling_precision, ceiling_recall, _, _) =
-        pairwise_by(|r| credited.get(&r).copied(), &strict);
+        pairwise_by(|r| sku_anomaly_of.get(&r).copied(), &strict);
     let cohort = CohortMetrics {
         pairwise_precision: precision,
         pairwise_recall: recall,
